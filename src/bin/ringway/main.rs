@@ -1,0 +1,4 @@
+//! The ringway command-line tool.
+fn main() {
+    println!("ringway");
+}

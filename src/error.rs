@@ -1,0 +1,334 @@
+//! Errors: one `#[non_exhaustive]` [`Error`] for everything that is not a
+//! plain "try again" outcome, plus [`SendError`] (which gives the message
+//! back) and [`RecvError`].
+
+use std::fmt;
+use std::io;
+
+/// What went wrong, naming the segment and, for a validation failure, the
+/// field that failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A system call failed.
+    Io {
+        /// What we were doing (`"shm_open"`, `"mmap"`, ...).
+        op: &'static str,
+        /// The segment's name (`<anonymous>` for a memfd).
+        segment: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// `/dev/shm` (or the memfd's tmpfs) has no room for the segment.
+    NoSpace {
+        /// The segment's name.
+        segment: String,
+        /// Bytes that could not be reserved.
+        bytes: u64,
+    },
+    /// A segment of that name exists already.
+    AlreadyExists {
+        /// The segment's name.
+        segment: String,
+    },
+    /// No segment of that name exists.
+    NotFound {
+        /// The segment's name.
+        segment: String,
+    },
+    /// The name is not usable as a segment name.
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// An argument is out of range (capacity, length, offset, ...).
+    InvalidArgument(String),
+    /// The segment is not a valid ringway segment of the expected shape: a
+    /// header field failed validation when it was opened.
+    Invalid {
+        /// The segment's name.
+        segment: String,
+        /// The header field that failed.
+        field: &'static str,
+        /// What was found, and what was expected.
+        detail: String,
+    },
+    /// The shared state of an open segment is inconsistent: a peer wrote
+    /// something no correct peer writes. Nothing out of bounds was touched.
+    Corrupted {
+        /// The segment's name.
+        segment: String,
+        /// What was inconsistent.
+        detail: String,
+    },
+    /// The end asked for is attached in another handle (maybe another
+    /// process): an end has one owner at a time.
+    InUse {
+        /// The segment's name.
+        segment: String,
+        /// Which end (`"producer"`, `"consumer"`).
+        role: &'static str,
+    },
+    /// That end of the segment was closed (or its owner died); it cannot be
+    /// opened again.
+    Closed {
+        /// The segment's name.
+        segment: String,
+        /// Which end.
+        role: &'static str,
+    },
+    /// The segment's creator did not finish initialising it in time.
+    NotReady {
+        /// The segment's name.
+        segment: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io {
+                op,
+                segment,
+                source,
+            } => {
+                write!(f, "segment {segment:?}: {op} failed: {source}")
+            }
+            Error::NoSpace { segment, bytes } => write!(
+                f,
+                "segment {segment:?}: no space to reserve {bytes} bytes of shared memory \
+                 (is /dev/shm full or too small?)"
+            ),
+            Error::AlreadyExists { segment } => {
+                write!(f, "segment {segment:?} already exists")
+            }
+            Error::NotFound { segment } => write!(f, "segment {segment:?} does not exist"),
+            Error::InvalidName { name, reason } => {
+                write!(f, "invalid segment name {name:?}: {reason}")
+            }
+            Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
+            Error::Invalid {
+                segment,
+                field,
+                detail,
+            } => write!(
+                f,
+                "segment {segment:?}: invalid header field `{field}`: {detail}"
+            ),
+            Error::Corrupted { segment, detail } => {
+                write!(f, "segment {segment:?} is corrupted: {detail}")
+            }
+            Error::InUse { segment, role } => {
+                write!(f, "segment {segment:?}: the {role} end is already in use")
+            }
+            Error::Closed { segment, role } => {
+                write!(f, "segment {segment:?}: the {role} end was closed")
+            }
+            Error::NotReady { segment } => write!(
+                f,
+                "segment {segment:?}: its creator did not finish initialising it in time"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// A send that did not happen; the message comes back in every variant.
+///
+/// Which variants a method can return is said on the method: `try_*` gives
+/// `Full`, `*_timeout` gives `Timeout`, all give `Disconnected`, `TooLarge`
+/// and `Failed`.
+#[non_exhaustive]
+pub enum SendError<T> {
+    /// No room now (`try_*` only).
+    Full(T),
+    /// No room before the deadline.
+    Timeout(T),
+    /// The receiving end is closed or its process died: nobody will read.
+    Disconnected(T),
+    /// The message is larger than the ring can ever hold.
+    TooLarge {
+        /// The message.
+        msg: T,
+        /// The largest message this ring takes, in bytes.
+        max: usize,
+    },
+    /// The shared state is corrupt; see the [`Error`].
+    Failed(T, Error),
+}
+
+impl<T> SendError<T> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            SendError::Full(m)
+            | SendError::Timeout(m)
+            | SendError::Disconnected(m)
+            | SendError::TooLarge { msg: m, .. }
+            | SendError::Failed(m, _) => m,
+        }
+    }
+    /// Whether this is `Full`.
+    pub fn is_full(&self) -> bool {
+        matches!(self, SendError::Full(_))
+    }
+    /// Whether this is `Disconnected`.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, SendError::Disconnected(_))
+    }
+    /// Whether this is `Timeout`.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SendError::Timeout(_))
+    }
+    /// Replace the message, keeping the reason.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> SendError<U> {
+        match self {
+            SendError::Full(m) => SendError::Full(f(m)),
+            SendError::Timeout(m) => SendError::Timeout(f(m)),
+            SendError::Disconnected(m) => SendError::Disconnected(f(m)),
+            SendError::TooLarge { msg, max } => SendError::TooLarge { msg: f(msg), max },
+            SendError::Failed(m, e) => SendError::Failed(f(m), e),
+        }
+    }
+}
+
+// Debug without `T: Debug`, as crossbeam does: the payload is not shown.
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Full(_) => f.write_str("Full(..)"),
+            SendError::Timeout(_) => f.write_str("Timeout(..)"),
+            SendError::Disconnected(_) => f.write_str("Disconnected(..)"),
+            SendError::TooLarge { max, .. } => write!(f, "TooLarge {{ max: {max}, .. }}"),
+            SendError::Failed(_, e) => write!(f, "Failed(.., {e:?})"),
+        }
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Full(_) => f.write_str("sending on a full ring"),
+            SendError::Timeout(_) => f.write_str("timed out waiting for room in the ring"),
+            SendError::Disconnected(_) => f.write_str("sending on a ring whose receiver is gone"),
+            SendError::TooLarge { max, .. } => {
+                write!(f, "message larger than the ring's maximum of {max} bytes")
+            }
+            SendError::Failed(_, e) => write!(f, "send failed: {e}"),
+        }
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SendError::Failed(_, e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A receive that returned no message. The message, if there was one,
+/// stays in the ring.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// Nothing to read now (`try_*` only).
+    Empty,
+    /// Nothing arrived before the deadline.
+    Timeout,
+    /// The ring is drained and the sending end is closed or its process
+    /// died: nothing more will come.
+    Disconnected,
+    /// The caller's buffer is too short; the message stays in the ring.
+    BufferTooShort {
+        /// The message's length: a buffer this long will take it.
+        needed: usize,
+    },
+    /// The shared state is corrupt; see the [`Error`].
+    Failed(Error),
+}
+
+impl RecvError {
+    /// Whether this is `Disconnected`.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, RecvError::Disconnected)
+    }
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvError::Empty => f.write_str("receiving on an empty ring"),
+            RecvError::Timeout => f.write_str("timed out waiting for a message"),
+            RecvError::Disconnected => {
+                f.write_str("receiving on a drained ring whose sender is gone")
+            }
+            RecvError::BufferTooShort { needed } => write!(
+                f,
+                "buffer too short: the message needs {needed} bytes (it stays in the ring)"
+            ),
+            RecvError::Failed(e) => write!(f, "receive failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RecvError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RecvError::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for RecvError {
+    fn from(e: Error) -> Self {
+        RecvError::Failed(e)
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_segment_and_field() {
+        let e = Error::Invalid {
+            segment: "jobs".into(),
+            field: "magic",
+            detail: "found 0x0, expected 0x1".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "segment \"jobs\": invalid header field `magic`: found 0x0, expected 0x1"
+        );
+        let e: SendError<Vec<u8>> = SendError::TooLarge {
+            msg: vec![1, 2],
+            max: 8,
+        };
+        assert_eq!(
+            e.to_string(),
+            "message larger than the ring's maximum of 8 bytes"
+        );
+        assert_eq!(format!("{e:?}"), "TooLarge { max: 8, .. }");
+        assert_eq!(e.into_inner(), vec![1, 2]);
+        assert_eq!(
+            RecvError::BufferTooShort { needed: 9 }.to_string(),
+            "buffer too short: the message needs 9 bytes (it stays in the ring)"
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! # ringway
+//!
+//! Producer/consumer pipelines between separate processes on one host,
+//! through lock-free rings in shared memory. A message moves with no system
+//! call and no copy through the kernel; a side with nothing to do spins
+//! briefly, then sleeps on a futex. A crashed peer is detected through a
+//! kernel-released lock and treated as a disconnect; bytes a hostile peer
+//! writes into the segment give an [`Error`], never undefined behaviour.
+//!
+//! ## Hello, world
+//!
+//! ```
+//! use ringway::spsc::{Consumer, Producer};
+//! # let name = format!("doc-hello-{}", std::process::id());
+//! // Process A creates the ring (the name lives in /dev/shm, mode 0600)...
+//! let mut tx = Producer::create(&name, 1 << 16)?;
+//! // ...process B opens it by name.
+//! let mut rx = Consumer::open(&name)?;
+//! for i in 0..3u32 {
+//!     tx.send(&i.to_le_bytes())?;
+//! }
+//! drop(tx); // no sentinel needed: the consumer drains, then the stream ends
+//! let got: Vec<Vec<u8>> = rx.iter().collect::<Result<_, _>>()?;
+//! assert_eq!(got.len(), 3);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Segments
+//!
+//! A ring lives in a segment: a named file in `/dev/shm` (created with
+//! `O_CREAT | O_EXCL`, mode `0600`, its pages reserved at creation so a full
+//! `/dev/shm` is an error then rather than a `SIGBUS` later), or an anonymous
+//! memfd handed to a child ([`spsc::channel`], [`spsc::Producer::segment_fd`],
+//! [`spsc::Consumer::from_fd`]). The creator's handle removes the name when
+//! it drops. Every segment starts with a versioned header; opening checks
+//! magic, version, kind, checksum, parameters and the file's size before it
+//! touches anything past the header.
+//!
+//! ## Disconnection
+//!
+//! Dropping a handle closes its end. A receiver whose sender is gone drains
+//! what was published, then gets [`RecvError::Disconnected`] (an iterator
+//! ends). A sender whose receiver is gone gets [`SendError::Disconnected`]
+//! with its message back. This replaces `multiprocessing`'s `None`
+//! sentinels.
+//!
+//! ## Blocking and timeouts
+//!
+//! Every operation comes as `try_*` (never waits), plain (waits as long as
+//! it takes, but still notices a dead peer) and `*_timeout`. Waiting follows
+//! a [`WaitStrategy`]: adaptive (spin ~50 µs, yield, then futex) by default,
+//! or spin-only for the lowest latency.
+//!
+//! ## Crashes
+//!
+//! Each handle holds an OFD lock on its own byte of the segment's file; the
+//! kernel drops it when the process dies, however it dies. A waiting side
+//! checks its peer every 20 ms and treats a dead one as disconnected. A
+//! producer that dies between claiming room and committing loses that one
+//! message; the consumer never sees a partial frame.
+//!
+//! ## Safety model
+//!
+//! Everything in shared memory is untrusted: positions and frame headers are
+//! loaded once, checked against the capacity, and only then used, so a peer
+//! writing garbage makes the ring report [`Error::Corrupted`]; it cannot make
+//! this process read or write outside the segment. What a peer *can* do is
+//! change message bytes (it has write access to them) or truncate a named
+//! segment's file (which would raise `SIGBUS`; anonymous segments are sealed
+//! against that). Give segments to processes you trust with your data.
+
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
+
+pub mod error;
+mod failpoint;
+mod header;
+#[cfg(not(loom))]
+mod peer;
+mod region;
+#[cfg(not(loom))]
+mod segment;
+pub mod spsc;
+mod sync;
+mod wait;
+
+pub use error::{Error, RecvError, Result, SendError};
+pub use header::{Header, Kind};
+#[cfg(not(loom))]
+pub use peer::Liveness;
+#[cfg(not(loom))]
+pub use segment::unlink;
+pub use wait::WaitStrategy;

@@ -1,0 +1,181 @@
+//! Who is attached to a segment, and whether they are still alive.
+//!
+//! Each attached handle owns one entry of the segment's peer table and holds
+//! an OFD write lock (`F_OFD_SETLK`) on byte `slot` of the segment's file,
+//! through its own open file description. The kernel drops that lock the
+//! instant the owning process dies, however it dies, so `F_OFD_GETLK` tells a
+//! dead peer from a live one without trusting pids (which are reused, and
+//! differ across pid namespaces). The lock is the claim: a slot whose lock
+//! somebody holds cannot be taken by anyone else.
+//!
+//! # Entry layout (64 bytes at `PEERS_OFF + 64 × slot`)
+//!
+//! | offset | field |
+//! |---|---|
+//! | 0 | `state` u32: 0 free, 1 active, 2 closed (detached cleanly), 3 dead (reaped) |
+//! | 4 | `role` u32 (the kind's role code) |
+//! | 8 | `pid` u32 (display only) |
+//! | 16 | `attached_unix_ns` u64 (display only) |
+//! | 24 | `claim` u64 (reserved: in-flight claim of a multi-producer ring) |
+
+use crate::error::{Error, Result};
+use crate::header::{PEERS_OFF, PEER_ENTRY};
+use crate::segment::Segment;
+use crate::sync::Ordering;
+use std::os::fd::AsRawFd;
+
+/// Entry state: never used.
+pub(crate) const FREE: u32 = 0;
+/// Entry state: owned by a live handle (as far as memory says).
+pub(crate) const ACTIVE: u32 = 1;
+/// Entry state: its owner detached cleanly.
+pub(crate) const CLOSED: u32 = 2;
+/// Entry state: its owner died and was reaped.
+pub(crate) const DEAD: u32 = 3;
+
+/// What the table and the kernel say about one slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// Nobody has attached yet.
+    Vacant,
+    /// Attached and alive.
+    Alive,
+    /// Detached cleanly.
+    Closed,
+    /// Its process died while attached (reaped or not yet).
+    Dead,
+}
+
+fn entry_off(slot: u32) -> usize {
+    PEERS_OFF + slot as usize * PEER_ENTRY
+}
+
+fn ofd_lock(
+    seg: &Segment,
+    slot: u32,
+    cmd: libc::c_int,
+    l_type: libc::c_short,
+) -> std::io::Result<libc::flock> {
+    // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = l_type;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = slot as libc::off_t;
+    fl.l_len = 1;
+    // SAFETY: the fd is open for as long as `seg`; `fl` is a valid flock
+    // that outlives the call.
+    let rc = unsafe { libc::fcntl(seg.file().as_raw_fd(), cmd, &mut fl as *mut libc::flock) };
+    if rc == 0 {
+        Ok(fl)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn slot_state(seg: &Segment, slot: u32) -> Result<&crate::sync::AtomicU32> {
+    seg.region()
+        .u32_at(entry_off(slot))
+        .ok_or_else(|| seg.corrupted(format!("peer slot {slot} out of bounds")))
+}
+
+/// The outcome of [`attach`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Attach {
+    /// The slot is ours.
+    Attached,
+    /// Another open file description holds it: a live peer owns it.
+    InUse,
+    /// Somebody owned it before (closed or died): slots are used once.
+    UsedBefore,
+}
+
+/// Take `slot` for this handle.
+pub(crate) fn attach(seg: &Segment, slot: u32, role: u32) -> Result<Attach> {
+    if slot >= seg.header().peer_slots {
+        return Err(seg.corrupted(format!("peer slot {slot} past the table")));
+    }
+    match ofd_lock(seg, slot, libc::F_OFD_SETLK, libc::F_WRLCK as libc::c_short) {
+        Ok(_) => {}
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => {
+            return Ok(Attach::InUse)
+        }
+        Err(source) => {
+            return Err(Error::Io {
+                op: "fcntl(F_OFD_SETLK)",
+                segment: seg.name().to_owned(),
+                source,
+            })
+        }
+    }
+    let state = slot_state(seg, slot)?;
+    // ORDERING: Acquire — pairs with the Release stores of earlier owners.
+    if state.load(Ordering::Acquire) != FREE {
+        let _ = ofd_lock(seg, slot, libc::F_OFD_SETLK, libc::F_UNLCK as libc::c_short);
+        return Ok(Attach::UsedBefore);
+    }
+    let r = seg.region();
+    let off = entry_off(slot);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    // The lock makes these ours; they are display-only for everyone else.
+    r.write(off + 4, &role.to_ne_bytes());
+    // SAFETY: getpid has no preconditions.
+    r.write(off + 8, &(unsafe { libc::getpid() } as u32).to_ne_bytes());
+    r.write(off + 16, &now.to_ne_bytes());
+    // ORDERING: Release — publishes role/pid for `inspect`; pairs with the
+    // Acquire load in `liveness`.
+    state.store(ACTIVE, Ordering::Release);
+    Ok(Attach::Attached)
+}
+
+/// Give `slot` back: mark it closed, then drop the lock.
+pub(crate) fn detach(seg: &Segment, slot: u32) {
+    if let Ok(state) = slot_state(seg, slot) {
+        // ORDERING: Release — a checker that sees CLOSED after our unlock
+        // also sees everything this handle published before.
+        state.store(CLOSED, Ordering::Release);
+    }
+    let _ = ofd_lock(seg, slot, libc::F_OFD_SETLK, libc::F_UNLCK as libc::c_short);
+}
+
+/// Whether the owner of `slot` is alive. Never call it for a slot this
+/// handle owns (our own lock does not conflict with us).
+pub(crate) fn liveness(seg: &Segment, slot: u32) -> Result<Liveness> {
+    let state = slot_state(seg, slot)?;
+    // ORDERING: Acquire — pairs with the Release stores in attach/detach.
+    match state.load(Ordering::Acquire) {
+        FREE => return Ok(Liveness::Vacant),
+        CLOSED => return Ok(Liveness::Closed),
+        DEAD => return Ok(Liveness::Dead),
+        ACTIVE => {}
+        other => return Err(seg.corrupted(format!("peer slot {slot} has state {other}"))),
+    }
+    let fl = ofd_lock(seg, slot, libc::F_OFD_GETLK, libc::F_WRLCK as libc::c_short).map_err(
+        |source| Error::Io {
+            op: "fcntl(F_OFD_GETLK)",
+            segment: seg.name().to_owned(),
+            source,
+        },
+    )?;
+    if fl.l_type != libc::F_UNLCK as libc::c_short {
+        return Ok(Liveness::Alive);
+    }
+    // Nobody holds the lock. A clean detach stores CLOSED before unlocking,
+    // so re-read: still ACTIVE means the owner died attached.
+    // ORDERING: Acquire — as above.
+    Ok(match state.load(Ordering::Acquire) {
+        ACTIVE | DEAD => Liveness::Dead,
+        CLOSED => Liveness::Closed,
+        _ => Liveness::Vacant,
+    })
+}
+
+/// Mark a dead slot reaped. `true` for the one caller that did it (so a
+/// death is counted once).
+pub(crate) fn mark_dead(seg: &Segment, slot: u32) -> Result<bool> {
+    // ORDERING: AcqRel — one reaper wins; pairs with other reapers' CAS.
+    Ok(slot_state(seg, slot)?
+        .compare_exchange(ACTIVE, DEAD, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok())
+}

@@ -1,0 +1,458 @@
+//! Shared-memory segments: named (`/dev/shm`, `shm_open`) or anonymous
+//! (memfd), created, mapped and validated.
+//!
+//! The layout and the INIT → READY handshake are in `header.rs`. Opening
+//! waits (bounded) for `READY`, copies the header out once and validates the
+//! copy: magic, version, checksum, kind, `total_size` against the file's
+//! size (so nothing past the file is ever touched), and the kind's own
+//! parameters.
+
+use crate::error::{Error, Result};
+use crate::header::{self, kind_off, Header, Kind, MAGIC, VERSION};
+use crate::region::Region;
+use std::ffi::CString;
+use std::fs::File;
+use std::mem::size_of;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// How long an opener waits for the creator to reach `READY`.
+const READY_WAIT: Duration = Duration::from_secs(2);
+/// Longest accepted segment name, in bytes.
+pub(crate) const MAX_NAME_LEN: usize = 200;
+
+/// What a creator asks for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Spec {
+    pub(crate) kind: Kind,
+    pub(crate) param_a: u64,
+    pub(crate) param_b: u64,
+    pub(crate) peer_slots: u32,
+    /// Bytes of the kind-specific area.
+    pub(crate) kind_size: usize,
+}
+
+/// A kind's check of the parameters of a header that passed the generic
+/// checks: `Err((field, detail))` when they are inconsistent.
+pub(crate) type Validator = fn(&Header) -> std::result::Result<(), (&'static str, String)>;
+
+/// A mapped segment and the file behind it.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    region: Region,
+    file: File,
+    name: Option<String>,
+    header: Header,
+    unlink_on_drop: bool,
+}
+
+/// Check a segment name: 1..=200 bytes, no `/`, no NUL, not `.` or `..`.
+pub(crate) fn validate_name(name: &str) -> Result<CString> {
+    let bad = |reason| Error::InvalidName {
+        name: name.to_owned(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(bad("empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(bad("longer than 200 bytes"));
+    }
+    if name.contains('/') {
+        return Err(bad("contains '/'"));
+    }
+    if name == "." || name == ".." {
+        return Err(bad("'.' and '..' are not names"));
+    }
+    CString::new(format!("/{name}")).map_err(|_| bad("contains a NUL byte"))
+}
+
+fn io_err(op: &'static str, segment: &str) -> Error {
+    Error::Io {
+        op,
+        segment: segment.to_owned(),
+        source: std::io::Error::last_os_error(),
+    }
+}
+
+fn display_name(name: Option<&str>) -> &str {
+    name.unwrap_or("<anonymous>")
+}
+
+/// Remove the name of a named segment. Processes that have it open keep
+/// their mapping.
+pub fn unlink(name: &str) -> Result<()> {
+    let c = validate_name(name)?;
+    // SAFETY: `c` is a valid NUL-terminated string.
+    if unsafe { libc::shm_unlink(c.as_ptr()) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            return Err(Error::NotFound {
+                segment: name.to_owned(),
+            });
+        }
+        return Err(Error::Io {
+            op: "shm_unlink",
+            segment: name.to_owned(),
+            source: e,
+        });
+    }
+    Ok(())
+}
+
+impl Segment {
+    /// Create a named segment (`O_CREAT | O_EXCL`, `mode`), or an anonymous
+    /// one when `name` is `None`, and initialise it to `READY`.
+    pub(crate) fn create(name: Option<&str>, spec: Spec, mode: u32) -> Result<Segment> {
+        let total = kind_off(spec.peer_slots)
+            .checked_add(spec.kind_size)
+            .ok_or_else(|| Error::InvalidArgument("segment size overflows".into()))?;
+        let dname = display_name(name).to_owned();
+        let file = match name {
+            Some(n) => {
+                let c = validate_name(n)?;
+                let flags = libc::O_RDWR
+                    | libc::O_CREAT
+                    | libc::O_EXCL
+                    | libc::O_NOFOLLOW
+                    | libc::O_CLOEXEC;
+                // SAFETY: `c` is a valid NUL-terminated string.
+                let fd = unsafe { libc::shm_open(c.as_ptr(), flags, mode as libc::mode_t) };
+                if fd < 0 {
+                    let e = std::io::Error::last_os_error();
+                    if e.raw_os_error() == Some(libc::EEXIST) {
+                        return Err(Error::AlreadyExists { segment: dname });
+                    }
+                    return Err(Error::Io {
+                        op: "shm_open",
+                        segment: dname,
+                        source: e,
+                    });
+                }
+                // SAFETY: `fd` was just returned by shm_open and is owned
+                // by nobody else.
+                File::from(unsafe { OwnedFd::from_raw_fd(fd) })
+            }
+            None => {
+                let label = CString::new("ringway").expect("no NUL");
+                let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+                // SAFETY: `label` is a valid NUL-terminated string.
+                let fd = unsafe { libc::memfd_create(label.as_ptr(), flags) };
+                if fd < 0 {
+                    return Err(io_err("memfd_create", &dname));
+                }
+                // SAFETY: `fd` was just returned by memfd_create.
+                File::from(unsafe { OwnedFd::from_raw_fd(fd) })
+            }
+        };
+        // From here on a failure must not leave the name behind.
+        let cleanup = |e: Error| {
+            if let Some(n) = name {
+                let _ = unlink(n);
+            }
+            e
+        };
+        let fd = file.as_raw_fd();
+        if name.is_some() {
+            // shm_open applied the umask; set exactly what was asked.
+            // SAFETY: `fd` is open.
+            if unsafe { libc::fchmod(fd, mode as libc::mode_t) } != 0 {
+                return Err(cleanup(io_err("fchmod", &dname)));
+            }
+        }
+        // SAFETY: `fd` is open.
+        if unsafe { libc::ftruncate(fd, total as libc::off_t) } != 0 {
+            return Err(cleanup(io_err("ftruncate", &dname)));
+        }
+        // Reserve the pages now, so a full /dev/shm is an error here rather
+        // than a SIGBUS on first touch.
+        // SAFETY: `fd` is open.
+        let rc = unsafe { libc::posix_fallocate(fd, 0, total as libc::off_t) };
+        if rc != 0 {
+            let e = if rc == libc::ENOSPC {
+                Error::NoSpace {
+                    segment: dname.clone(),
+                    bytes: total as u64,
+                }
+            } else {
+                Error::Io {
+                    op: "posix_fallocate",
+                    segment: dname.clone(),
+                    source: std::io::Error::from_raw_os_error(rc),
+                }
+            };
+            return Err(cleanup(e));
+        }
+        if name.is_none() {
+            // A memfd can be sealed: no peer can shrink it under our
+            // mapping (which would be a SIGBUS here).
+            let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+            // SAFETY: `fd` is an open memfd created with ALLOW_SEALING.
+            if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } != 0 {
+                return Err(io_err("fcntl(F_ADD_SEALS)", &dname));
+            }
+        }
+        let map = memmap2::MmapOptions::new()
+            .len(total)
+            .map_raw(&file)
+            .map_err(|source| {
+                cleanup(Error::Io {
+                    op: "mmap",
+                    segment: dname.clone(),
+                    source,
+                })
+            })?;
+        let region = Region::from_map(map);
+        let mut header = Header::new(
+            spec.kind,
+            total as u64,
+            spec.param_a,
+            spec.param_b,
+            spec.peer_slots,
+        );
+        header.checksum = header.compute_checksum();
+        header::publish(&region, &header);
+        header.state = header::READY;
+        Ok(Segment {
+            region,
+            file,
+            name: name.map(str::to_owned),
+            header,
+            unlink_on_drop: name.is_some(),
+        })
+    }
+
+    /// Open a named segment and validate it as `kind`.
+    pub(crate) fn open(name: &str, kind: Kind, validate: Validator) -> Result<Segment> {
+        let c = validate_name(name)?;
+        let flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: `c` is a valid NUL-terminated string.
+        let fd = unsafe { libc::shm_open(c.as_ptr(), flags, 0) };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                return Err(Error::NotFound {
+                    segment: name.to_owned(),
+                });
+            }
+            return Err(Error::Io {
+                op: "shm_open",
+                segment: name.to_owned(),
+                source: e,
+            });
+        }
+        // SAFETY: `fd` was just returned by shm_open.
+        let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        Self::from_file(file, Some(name), kind, validate)
+    }
+
+    /// Open the segment behind `fd` (a memfd inherited from a parent, or a
+    /// named segment's fd). The fd is re-opened through `/proc/self/fd`, so
+    /// this handle gets its own open file description (its own peer lock).
+    pub(crate) fn open_fd(fd: BorrowedFd<'_>, kind: Kind, validate: Validator) -> Result<Segment> {
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|source| Error::Io {
+                op: "open /proc/self/fd",
+                segment: "<anonymous>".into(),
+                source,
+            })?;
+        Self::from_file(file, None, kind, validate)
+    }
+
+    fn from_file(
+        file: File,
+        name: Option<&str>,
+        kind: Kind,
+        validate: Validator,
+    ) -> Result<Segment> {
+        let dname = display_name(name).to_owned();
+        let invalid = |field: &'static str, detail: String| Error::Invalid {
+            segment: dname.clone(),
+            field,
+            detail,
+        };
+        let header = wait_ready(&file, &dname)?;
+        // Read once (above), validate the copy, then use only the copy.
+        if header.magic != MAGIC {
+            return Err(invalid(
+                "magic",
+                format!(
+                    "found {:#018x}, expected {MAGIC:#018x}: not a ringway segment",
+                    header.magic
+                ),
+            ));
+        }
+        if header.version != VERSION {
+            return Err(invalid(
+                "version",
+                format!(
+                    "found {}, this build reads version {VERSION}",
+                    header.version
+                ),
+            ));
+        }
+        if header.checksum != header.compute_checksum() {
+            return Err(invalid(
+                "checksum",
+                format!(
+                    "found {:#018x}, the fields give {:#018x}",
+                    header.checksum,
+                    header.compute_checksum()
+                ),
+            ));
+        }
+        if header.kind != kind as u32 {
+            let found = Kind::from_code(header.kind).map_or("unknown", Kind::name);
+            return Err(invalid(
+                "kind",
+                format!(
+                    "found {} ({found}), expected {} ({})",
+                    header.kind,
+                    kind as u32,
+                    kind.name()
+                ),
+            ));
+        }
+        let size = file_size(&file, &dname)?;
+        if header.total_size != size {
+            return Err(invalid(
+                "total_size",
+                format!(
+                    "header says {} bytes, the file has {size}",
+                    header.total_size
+                ),
+            ));
+        }
+        if header.peer_slots == 0 || header.peer_slots > 4096 {
+            return Err(invalid(
+                "peer_slots",
+                format!("{} is not in 1..=4096", header.peer_slots),
+            ));
+        }
+        if (header.total_size as usize) < header.kind_off() {
+            return Err(invalid(
+                "total_size",
+                format!("{} leaves no room for the peer table", size),
+            ));
+        }
+        validate(&header).map_err(|(field, detail)| invalid(field, detail))?;
+        let map = memmap2::MmapOptions::new()
+            .len(size as usize)
+            .map_raw(&file)
+            .map_err(|source| Error::Io {
+                op: "mmap",
+                segment: dname.clone(),
+                source,
+            })?;
+        Ok(Segment {
+            region: Region::from_map(map),
+            file,
+            name: name.map(str::to_owned),
+            header,
+            unlink_on_drop: false,
+        })
+    }
+
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+    pub(crate) fn header(&self) -> &Header {
+        &self.header
+    }
+    /// The name, or `<anonymous>`.
+    pub(crate) fn name(&self) -> &str {
+        display_name(self.name.as_deref())
+    }
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+    /// Whether dropping this handle removes the name (the creator's does).
+    pub(crate) fn set_unlink_on_drop(&mut self, yes: bool) {
+        self.unlink_on_drop = yes && self.name.is_some();
+    }
+    pub(crate) fn corrupted(&self, detail: impl Into<String>) -> Error {
+        Error::Corrupted {
+            segment: self.name().to_owned(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if self.unlink_on_drop {
+            if let Some(n) = &self.name {
+                let _ = unlink(n);
+            }
+        }
+    }
+}
+
+fn file_size(file: &File, dname: &str) -> Result<u64> {
+    file.metadata()
+        .map(|m| m.len())
+        .map_err(|source| Error::Io {
+            op: "fstat",
+            segment: dname.to_owned(),
+            source,
+        })
+}
+
+/// Wait (bounded) until the file holds a header whose `state` is `READY`,
+/// and return a copy of it.
+fn wait_ready(file: &File, dname: &str) -> Result<Header> {
+    let deadline = Instant::now() + READY_WAIT;
+    loop {
+        let size = file_size(file, dname)?;
+        if size >= size_of::<Header>() as u64 {
+            let map = memmap2::MmapOptions::new()
+                .len(size_of::<Header>())
+                .map_raw_read_only(file)
+                .map_err(|source| Error::Io {
+                    op: "mmap",
+                    segment: dname.to_owned(),
+                    source,
+                })?;
+            if let Some(h) = header::read_if_ready(&Region::from_map(map)) {
+                return Ok(h);
+            }
+        } else if size > 0 {
+            // A creator sizes the file in one ftruncate: 0 or everything.
+            return Err(Error::Invalid {
+                segment: dname.to_owned(),
+                field: "total_size",
+                detail: format!("the file has {size} bytes, less than a header"),
+            });
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::NotReady {
+                segment: dname.to_owned(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_name("ok-name_1").is_ok());
+        for bad in ["", "a/b", ".", "..", "nul\0x"] {
+            assert!(
+                matches!(validate_name(bad), Err(Error::InvalidName { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(validate_name(&"x".repeat(201)).is_err());
+    }
+}

@@ -1,0 +1,818 @@
+//! The spsc handles: [`Producer`], [`Consumer`] and their guards.
+
+use super::ring;
+use crate::error::{Error, RecvError, Result, SendError};
+use crate::failpoint::failpoint;
+use crate::header::{Header, Kind, CLOSED_OFF, REAPED_OFF};
+use crate::peer::{self, Liveness};
+use crate::segment::{self, Segment, Spec};
+use crate::sync::Ordering;
+use crate::wait::{Backoff, Next, WaitStrategy};
+use ring::{ConsumerCore, Layout, ProducerCore, CONSUMER_CLOSED, PRODUCER_CLOSED};
+use std::ops::{Deref, DerefMut};
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+/// Peer slot (and role code) of the producer.
+const PRODUCER_SLOT: u32 = 0;
+/// Peer slot (and role code) of the consumer.
+const CONSUMER_SLOT: u32 = 1;
+/// Default permissions of a named segment.
+const DEFAULT_MODE: u32 = 0o600;
+
+/// How long a blocking call may wait.
+#[derive(Clone, Copy, Debug)]
+enum Until {
+    Now,
+    Deadline(Instant),
+    Forever,
+}
+
+impl Until {
+    fn after(t: Duration) -> Until {
+        Instant::now()
+            .checked_add(t)
+            .map_or(Until::Forever, Until::Deadline)
+    }
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            Until::Deadline(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// Round a requested capacity up to a power of two in range.
+fn data_capacity(capacity: usize) -> Result<u64> {
+    let cap = (capacity as u64).max(ring::MIN_CAPACITY);
+    if cap > ring::MAX_CAPACITY {
+        return Err(Error::InvalidArgument(format!(
+            "capacity {capacity} is larger than {} bytes",
+            ring::MAX_CAPACITY
+        )));
+    }
+    Ok(cap.next_power_of_two())
+}
+
+fn spec(cap: u64) -> Spec {
+    Spec {
+        kind: Kind::Spsc,
+        param_a: cap,
+        param_b: 0,
+        peer_slots: 2,
+        kind_size: Layout::area_size(cap),
+    }
+}
+
+/// The spsc parameters check of `segment::open`.
+pub(crate) fn validate(h: &Header) -> std::result::Result<(), (&'static str, String)> {
+    let cap = h.param_a;
+    if !cap.is_power_of_two() || !(ring::MIN_CAPACITY..=ring::MAX_CAPACITY).contains(&cap) {
+        return Err((
+            "param_a",
+            format!("capacity {cap} is not a power of two in 32..=2^40"),
+        ));
+    }
+    if h.peer_slots != 2 {
+        return Err((
+            "peer_slots",
+            format!("{} (an spsc ring has 2)", h.peer_slots),
+        ));
+    }
+    if h.param_b != 0 {
+        return Err((
+            "param_b",
+            format!("{} (unused by spsc, must be 0)", h.param_b),
+        ));
+    }
+    let want = h.kind_off() as u64 + Layout::area_size(cap) as u64;
+    if h.total_size != want {
+        return Err((
+            "total_size",
+            format!("{} bytes, but capacity {cap} needs {want}", h.total_size),
+        ));
+    }
+    Ok(())
+}
+
+fn layout(seg: &Segment) -> Layout {
+    Layout::in_segment(seg.header().kind_off(), CLOSED_OFF, seg.header().param_a)
+}
+
+/// Give a core error the segment's name.
+fn named(seg: &Segment, e: Error) -> Error {
+    match e {
+        Error::Corrupted { detail, .. } => seg.corrupted(detail),
+        other => other,
+    }
+}
+
+/// Attach `slot` of `seg` for this handle, refusing an end in use or used
+/// before.
+fn attach(seg: &Segment, slot: u32) -> Result<()> {
+    let role = if slot == PRODUCER_SLOT {
+        "producer"
+    } else {
+        "consumer"
+    };
+    let segment = seg.name().to_owned();
+    match peer::attach(seg, slot, slot)? {
+        peer::Attach::Attached => Ok(()),
+        peer::Attach::InUse => Err(Error::InUse { segment, role }),
+        peer::Attach::UsedBefore => Err(Error::Closed { segment, role }),
+    }
+}
+
+/// If the peer in `slot` died, reap it: set its `closed` bit, count it.
+/// Returns whether it is gone (closed or dead).
+fn check_peer(seg: &Segment, slot: u32) -> Result<bool> {
+    match peer::liveness(seg, slot)? {
+        Liveness::Vacant | Liveness::Alive => Ok(false),
+        Liveness::Closed => Ok(true),
+        Liveness::Dead => {
+            if peer::mark_dead(seg, slot)? {
+                if let Some(w) = seg.region().u32_at(REAPED_OFF) {
+                    // ORDERING: Relaxed — a statistic.
+                    w.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let bit = if slot == PRODUCER_SLOT {
+                PRODUCER_CLOSED
+            } else {
+                CONSUMER_CLOSED
+            };
+            ring::close(seg.region(), &layout(seg), bit);
+            Ok(true)
+        }
+    }
+}
+
+fn create_segment(name: Option<&str>, capacity: usize) -> Result<Segment> {
+    Segment::create(name, spec(data_capacity(capacity)?), DEFAULT_MODE)
+}
+
+/// The sending end of an spsc ring. `Send`, not `Sync`, not `Clone`.
+///
+/// ```compile_fail
+/// fn is_clone<T: Clone>() {}
+/// is_clone::<ringway::spsc::Producer>();
+/// ```
+#[derive(Debug)]
+pub struct Producer {
+    seg: Segment,
+    core: ProducerCore,
+    strategy: WaitStrategy,
+    _not_sync: NotSync,
+}
+
+/// The receiving end of an spsc ring. `Send`, not `Sync`, not `Clone`.
+///
+/// ```compile_fail
+/// fn is_sync<T: Sync>() {}
+/// is_sync::<ringway::spsc::Consumer>();
+/// ```
+#[derive(Debug)]
+pub struct Consumer {
+    seg: Segment,
+    core: ConsumerCore,
+    strategy: WaitStrategy,
+    _not_sync: NotSync,
+}
+
+/// A `!Sync` marker: a handle's process-local positions must not be shared.
+type NotSync = std::marker::PhantomData<std::cell::Cell<()>>;
+
+/// A ring made in this process with both ends (an anonymous memfd segment).
+/// Hand one end to a thread, or the segment's fd
+/// ([`Producer::segment_fd`]) to a child process, which opens its end with
+/// [`Consumer::from_fd`] / [`Producer::from_fd`] (after dropping the one it
+/// inherited).
+pub fn channel(capacity: usize) -> Result<(Producer, Consumer)> {
+    let tx = Producer::from_segment(create_segment(None, capacity)?, true)?;
+    let rx = Consumer::from_fd(tx.segment_fd())?;
+    Ok((tx, rx))
+}
+
+impl Producer {
+    /// Create the named ring with `capacity` data bytes (rounded up to a
+    /// power of two, at least 32) and attach as its producer. The name is
+    /// removed when this handle is dropped; the ring lives on for processes
+    /// that have it open.
+    pub fn create(name: &str, capacity: usize) -> Result<Producer> {
+        Producer::from_segment(create_segment(Some(name), capacity)?, true)
+    }
+
+    /// Create an anonymous ring (a memfd): share it through
+    /// [`segment_fd`](Self::segment_fd).
+    pub fn create_anonymous(capacity: usize) -> Result<Producer> {
+        Producer::from_segment(create_segment(None, capacity)?, true)
+    }
+
+    /// Open the named ring as its producer.
+    pub fn open(name: &str) -> Result<Producer> {
+        Producer::from_segment(Segment::open(name, Kind::Spsc, validate)?, false)
+    }
+
+    /// Open the ring behind `fd` (inherited or passed) as its producer.
+    pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Producer> {
+        Producer::from_segment(Segment::open_fd(fd, Kind::Spsc, validate)?, false)
+    }
+
+    fn from_segment(mut seg: Segment, creator: bool) -> Result<Producer> {
+        attach(&seg, PRODUCER_SLOT)?;
+        seg.set_unlink_on_drop(creator);
+        let core = ProducerCore::new(layout(&seg));
+        Ok(Producer {
+            seg,
+            core,
+            strategy: WaitStrategy::default(),
+            _not_sync: std::marker::PhantomData,
+        })
+    }
+
+    /// The segment's file descriptor (close-on-exec), to pass to a child.
+    pub fn segment_fd(&self) -> BorrowedFd<'_> {
+        self.seg.fd()
+    }
+
+    /// The segment's name (`<anonymous>` for a memfd).
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// Data capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.core.layout().cap as usize
+    }
+
+    /// The largest message this ring takes: `capacity - 16`.
+    pub fn max_message_len(&self) -> usize {
+        ring::max_message(self.core.layout().cap) as usize
+    }
+
+    /// Choose how this end waits for room (default: adaptive).
+    pub fn set_wait_strategy(&mut self, s: WaitStrategy) {
+        self.strategy = s;
+    }
+
+    /// What the kernel and the peer table say about the consumer.
+    pub fn consumer_liveness(&self) -> Result<Liveness> {
+        peer::liveness(&self.seg, CONSUMER_SLOT)
+    }
+
+    /// Send without waiting: `Full` when there is no room now.
+    pub fn try_send<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
+        self.send_until(msg, Until::Now)
+    }
+
+    /// Send, waiting as long as it takes for room. Returns
+    /// `Disconnected` if the consumer goes away.
+    pub fn send<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
+        self.send_until(msg, Until::Forever)
+    }
+
+    /// Send, waiting at most `timeout` for room.
+    pub fn send_timeout<'m>(
+        &mut self,
+        msg: &'m [u8],
+        timeout: Duration,
+    ) -> Result<(), SendError<&'m [u8]>> {
+        self.send_until(msg, Until::after(timeout))
+    }
+
+    fn send_until<'m>(&mut self, msg: &'m [u8], until: Until) -> Result<(), SendError<&'m [u8]>> {
+        let off = self
+            .reserve_until(msg.len(), until)
+            .map_err(|e| e.map(|()| msg))?;
+        self.seg
+            .region()
+            .write(off, msg)
+            .expect("reserve checked the bounds");
+        failpoint!("spsc.before_commit");
+        self.commit_publish(msg.len())
+            .map_err(|e| SendError::Failed(msg, e))
+    }
+
+    fn commit_publish(&mut self, len: usize) -> Result<()> {
+        let r = self.seg.region();
+        self.core
+            .commit(r, len as u64)
+            .and_then(|()| self.core.publish(r))
+            .map_err(|e| named(&self.seg, e))
+    }
+
+    /// Find room for `len` bytes, waiting per `until`; the payload offset.
+    fn reserve_until(&mut self, len: usize, until: Until) -> Result<usize, SendError<()>> {
+        let max = self.max_message_len();
+        if len > max {
+            return Err(SendError::TooLarge { msg: (), max });
+        }
+        let lay = *self.core.layout();
+        let mut backoff: Option<Backoff> = None;
+        loop {
+            let r = self.seg.region();
+            if ring::closed_bits(r, &lay) & CONSUMER_CLOSED != 0 {
+                return Err(SendError::Disconnected(()));
+            }
+            match self.core.reserve(r, len as u64) {
+                Ok(Some(off)) => return Ok(off),
+                Ok(None) => {}
+                Err(e) => return Err(SendError::Failed((), named(&self.seg, e))),
+            }
+            // Whatever a batch has committed must be visible before we wait,
+            // or the consumer could be waiting for it while we wait for it.
+            if let Err(e) = self.core.publish(r) {
+                return Err(SendError::Failed((), named(&self.seg, e)));
+            }
+            if matches!(until, Until::Now) {
+                return Err(SendError::Full(()));
+            }
+            let b = backoff.get_or_insert_with(|| Backoff::new(self.strategy));
+            let seen = self.core.head_cache();
+            let head = r.u64_at(lay.head).expect("layout validated at open");
+            let mut ready = || {
+                // ORDERING: Acquire — as in ProducerCore::room.
+                head.load(Ordering::Acquire) != seen
+                    || ring::closed_bits(r, &lay) & CONSUMER_CLOSED != 0
+            };
+            match b.snooze(r, lay.space_wait, until.deadline(), &mut ready) {
+                Next::Retry => {}
+                Next::TimedOut => return Err(SendError::Timeout(())),
+                Next::CheckPeers => {
+                    if check_peer(&self.seg, CONSUMER_SLOT).map_err(|e| SendError::Failed((), e))? {
+                        return Err(SendError::Disconnected(()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Claim `len` bytes of the ring to write in place (zero-copy), waiting
+    /// as long as it takes. Nothing is visible until
+    /// [`Grant::commit`]; dropping the grant abandons it.
+    pub fn claim(&mut self, len: usize) -> Result<Grant<'_>, SendError<()>> {
+        self.claim_until(len, Until::Forever)
+    }
+
+    /// [`claim`](Self::claim) without waiting (`Full` if no room now).
+    pub fn try_claim(&mut self, len: usize) -> Result<Grant<'_>, SendError<()>> {
+        self.claim_until(len, Until::Now)
+    }
+
+    /// [`claim`](Self::claim), waiting at most `timeout`.
+    pub fn claim_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<Grant<'_>, SendError<()>> {
+        self.claim_until(len, Until::after(timeout))
+    }
+
+    fn claim_until(&mut self, len: usize, until: Until) -> Result<Grant<'_>, SendError<()>> {
+        let off = self.reserve_until(len, until)?;
+        Ok(Grant {
+            producer: self,
+            off,
+            len,
+        })
+    }
+
+    /// Start a batch: frames pushed into it become visible together, with
+    /// one publication, when it is dropped or [published](WriteBatch::publish).
+    pub fn batch(&mut self) -> WriteBatch<'_> {
+        WriteBatch {
+            producer: self,
+            frames: 0,
+        }
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        let r = self.seg.region();
+        let _ = self.core.publish(r);
+        ring::close(r, self.core.layout(), PRODUCER_CLOSED);
+        peer::detach(&self.seg, PRODUCER_SLOT);
+    }
+}
+
+/// Claimed room in the ring, written in place. Derefs to `&mut [u8]` of the
+/// claimed length.
+#[derive(Debug)]
+pub struct Grant<'a> {
+    producer: &'a mut Producer,
+    off: usize,
+    len: usize,
+}
+
+impl Grant<'_> {
+    /// Publish all claimed bytes as one message.
+    pub fn commit(self) -> Result<()> {
+        let len = self.len;
+        self.commit_len(len)
+    }
+
+    /// Publish the first `len` bytes (`len <= claimed`) as one message.
+    pub fn commit_len(self, len: usize) -> Result<()> {
+        if len > self.len {
+            return Err(Error::InvalidArgument(format!(
+                "commit of {len} bytes, but {} were claimed",
+                self.len
+            )));
+        }
+        failpoint!("spsc.before_commit");
+        self.producer.commit_publish(len)
+    }
+}
+
+impl Deref for Grant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `[off, off + len)` is reserved for this producer by the
+        // ring protocol (beyond the published tail, before head + cap); no
+        // correct peer touches it until we publish.
+        unsafe { self.producer.seg.region().slice(self.off, self.len) }
+            .expect("reserve checked the bounds")
+    }
+}
+
+impl DerefMut for Grant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only borrow.
+        unsafe { self.producer.seg.region().slice_mut(self.off, self.len) }
+            .expect("reserve checked the bounds")
+    }
+}
+
+/// Frames written now, published together (one Release store, one wake
+/// check) when the batch is dropped or [`publish`](Self::publish)ed.
+#[derive(Debug)]
+pub struct WriteBatch<'a> {
+    producer: &'a mut Producer,
+    frames: usize,
+}
+
+impl WriteBatch<'_> {
+    /// Add a message if there is room now; `Full` otherwise (publish, and
+    /// try again, or use [`push`](Self::push)).
+    pub fn try_push<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
+        self.push_until(msg, Until::Now)
+    }
+
+    /// Add a message, waiting for room (what is in the batch so far is
+    /// published first, so the consumer can make room).
+    pub fn push<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
+        self.push_until(msg, Until::Forever)
+    }
+
+    fn push_until<'m>(&mut self, msg: &'m [u8], until: Until) -> Result<(), SendError<&'m [u8]>> {
+        let p = &mut *self.producer;
+        let off = p
+            .reserve_until(msg.len(), until)
+            .map_err(|e| e.map(|()| msg))?;
+        let r = p.seg.region();
+        r.write(off, msg).expect("reserve checked the bounds");
+        p.core
+            .commit(r, msg.len() as u64)
+            .map_err(|e| SendError::Failed(msg, named(&p.seg, e)))?;
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Add a message of `len` bytes written in place through the returned
+    /// slice, if there is room now.
+    pub fn try_claim(&mut self, len: usize) -> Result<&mut [u8], SendError<()>> {
+        let p = &mut *self.producer;
+        let off = p.reserve_until(len, Until::Now)?;
+        let r = p.seg.region();
+        p.core
+            .commit(r, len as u64)
+            .map_err(|e| SendError::Failed((), named(&p.seg, e)))?;
+        self.frames += 1;
+        // SAFETY: `[off, off + len)` was reserved above and its frame is not
+        // published before this batch is, which needs `&mut self` again, so
+        // the slice is the only access until then.
+        Ok(unsafe { p.seg.region().slice_mut(off, len) }.expect("reserve checked the bounds"))
+    }
+
+    /// Messages in the batch (not counting any published while waiting).
+    pub fn len(&self) -> usize {
+        self.frames
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.frames == 0
+    }
+
+    /// Publish the batch now.
+    pub fn publish(self) -> Result<()> {
+        let p = &mut *self.producer;
+        let r = p.seg.region();
+        let res = p.core.publish(r).map_err(|e| named(&p.seg, e));
+        std::mem::forget(self);
+        res
+    }
+}
+
+impl Drop for WriteBatch<'_> {
+    fn drop(&mut self) {
+        let p = &mut *self.producer;
+        let _ = p.core.publish(p.seg.region());
+    }
+}
+
+impl Consumer {
+    /// Create the named ring with `capacity` data bytes (rounded up to a
+    /// power of two, at least 32) and attach as its consumer. The name is
+    /// removed when this handle is dropped.
+    pub fn create(name: &str, capacity: usize) -> Result<Consumer> {
+        Consumer::from_segment(create_segment(Some(name), capacity)?, true)
+    }
+
+    /// Open the named ring as its consumer.
+    pub fn open(name: &str) -> Result<Consumer> {
+        Consumer::from_segment(Segment::open(name, Kind::Spsc, validate)?, false)
+    }
+
+    /// Open the ring behind `fd` (inherited or passed) as its consumer.
+    pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Consumer> {
+        Consumer::from_segment(Segment::open_fd(fd, Kind::Spsc, validate)?, false)
+    }
+
+    fn from_segment(mut seg: Segment, creator: bool) -> Result<Consumer> {
+        attach(&seg, CONSUMER_SLOT)?;
+        seg.set_unlink_on_drop(creator);
+        let core = ConsumerCore::new(layout(&seg));
+        Ok(Consumer {
+            seg,
+            core,
+            strategy: WaitStrategy::default(),
+            _not_sync: std::marker::PhantomData,
+        })
+    }
+
+    /// The segment's file descriptor (close-on-exec), to pass to a child.
+    pub fn segment_fd(&self) -> BorrowedFd<'_> {
+        self.seg.fd()
+    }
+
+    /// The segment's name (`<anonymous>` for a memfd).
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// Data capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.core.layout().cap as usize
+    }
+
+    /// Choose how this end waits for messages (default: adaptive).
+    pub fn set_wait_strategy(&mut self, s: WaitStrategy) {
+        self.strategy = s;
+    }
+
+    /// What the kernel and the peer table say about the producer.
+    pub fn producer_liveness(&self) -> Result<Liveness> {
+        peer::liveness(&self.seg, PRODUCER_SLOT)
+    }
+
+    /// The next message's `(offset, len)`, waiting per `until`.
+    fn peek_until(&mut self, until: Until) -> Result<(usize, usize), RecvError> {
+        let lay = *self.core.layout();
+        let mut backoff: Option<Backoff> = None;
+        loop {
+            let r = self.seg.region();
+            if let Some(m) = self.core.peek(r).map_err(|e| named(&self.seg, e))? {
+                return Ok(m);
+            }
+            // Empty: give the consumed space back before waiting, so a
+            // producer waiting for room can go on.
+            self.core.release(r).map_err(|e| named(&self.seg, e))?;
+            if ring::closed_bits(r, &lay) & PRODUCER_CLOSED != 0 {
+                // Frames published before the close are visible now.
+                match self.core.peek(r).map_err(|e| named(&self.seg, e))? {
+                    Some(m) => return Ok(m),
+                    None => return Err(RecvError::Disconnected),
+                }
+            }
+            if matches!(until, Until::Now) {
+                return Err(RecvError::Empty);
+            }
+            let b = backoff.get_or_insert_with(|| Backoff::new(self.strategy));
+            let h = r
+                .u64_at(self.core.head_header_off())
+                .expect("layout validated at open");
+            let mut ready = || {
+                // ORDERING: Acquire — as in ConsumerCore::peek.
+                h.load(Ordering::Acquire) != 0 || ring::closed_bits(r, &lay) & PRODUCER_CLOSED != 0
+            };
+            match b.snooze(r, lay.data_wait, until.deadline(), &mut ready) {
+                Next::Retry => {}
+                Next::TimedOut => return Err(RecvError::Timeout),
+                Next::CheckPeers => {
+                    // A dead producer gets its closed bit set; the loop then
+                    // drains and reports Disconnected.
+                    check_peer(&self.seg, PRODUCER_SLOT)?;
+                }
+            }
+        }
+    }
+
+    fn recv_until(&mut self, buf: &mut [u8], until: Until) -> Result<usize, RecvError> {
+        let (off, len) = self.peek_until(until)?;
+        if len > buf.len() {
+            return Err(RecvError::BufferTooShort { needed: len });
+        }
+        self.seg
+            .region()
+            .read(off, &mut buf[..len])
+            .expect("peek checked the bounds");
+        self.consume(len)?;
+        Ok(len)
+    }
+
+    fn consume(&mut self, len: usize) -> Result<(), RecvError> {
+        self.core.advance(len);
+        self.core
+            .release_lazily(self.seg.region())
+            .map_err(|e| RecvError::Failed(named(&self.seg, e)))
+    }
+
+    /// Copy the next message into `buf` without waiting; its length.
+    /// `BufferTooShort` leaves the message in the ring.
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        self.recv_until(buf, Until::Now)
+    }
+
+    /// Copy the next message into `buf`, waiting for one; its length.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        self.recv_until(buf, Until::Forever)
+    }
+
+    /// Copy the next message into `buf`, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, RecvError> {
+        self.recv_until(buf, Until::after(timeout))
+    }
+
+    /// The next message as a new `Vec`, waiting for one.
+    pub fn recv_vec(&mut self) -> Result<Vec<u8>, RecvError> {
+        Ok(self.read()?.to_vec())
+    }
+
+    /// The next message as a new `Vec`, without waiting.
+    pub fn try_recv_vec(&mut self) -> Result<Vec<u8>, RecvError> {
+        Ok(self.try_read()?.to_vec())
+    }
+
+    fn read_until(&mut self, until: Until) -> Result<ReadGuard<'_>, RecvError> {
+        let (off, len) = self.peek_until(until)?;
+        Ok(ReadGuard {
+            consumer: self,
+            off,
+            len,
+        })
+    }
+
+    /// Borrow the next message in place (zero-copy), waiting for one. The
+    /// space is released when the guard drops.
+    pub fn read(&mut self) -> Result<ReadGuard<'_>, RecvError> {
+        self.read_until(Until::Forever)
+    }
+
+    /// [`read`](Self::read) without waiting.
+    pub fn try_read(&mut self) -> Result<ReadGuard<'_>, RecvError> {
+        self.read_until(Until::Now)
+    }
+
+    /// [`read`](Self::read), waiting at most `timeout`.
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_>, RecvError> {
+        self.read_until(Until::after(timeout))
+    }
+
+    /// Read every message available now, releasing their space once, when
+    /// the batch drops.
+    pub fn read_batch(&mut self) -> ReadBatch<'_> {
+        ReadBatch {
+            consumer: self,
+            last: None,
+        }
+    }
+
+    /// A blocking iterator over messages, as `Vec`s; it ends when the
+    /// producer is gone and the ring drained. A corrupt ring yields one
+    /// `Err` and ends.
+    pub fn iter(&mut self) -> Iter<'_> {
+        Iter {
+            consumer: self,
+            done: false,
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let r = self.seg.region();
+        let _ = self.core.release(r);
+        ring::close(r, self.core.layout(), CONSUMER_CLOSED);
+        peer::detach(&self.seg, CONSUMER_SLOT);
+    }
+}
+
+/// A message borrowed in place; its space is released on drop.
+#[derive(Debug)]
+pub struct ReadGuard<'a> {
+    consumer: &'a mut Consumer,
+    off: usize,
+    len: usize,
+}
+
+impl Deref for ReadGuard<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the frame at `[off, off + len)` is committed and not yet
+        // released: a correct producer does not write it until `head`
+        // passes it, which needs this guard's drop.
+        unsafe { self.consumer.seg.region().slice(self.off, self.len) }
+            .expect("peek checked the bounds")
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.consumer.consume(self.len);
+    }
+}
+
+/// Every message available when it was read, released together on drop.
+#[derive(Debug)]
+pub struct ReadBatch<'a> {
+    consumer: &'a mut Consumer,
+    /// Length of the message last returned (still borrowed).
+    last: Option<usize>,
+}
+
+impl ReadBatch<'_> {
+    /// The next available message, or `None` when none is available now.
+    /// The previous one's space is given up (but released only at drop).
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<&[u8]>> {
+        let c = &mut *self.consumer;
+        if let Some(len) = self.last.take() {
+            c.core.advance(len);
+        }
+        let r = c.seg.region();
+        match c.core.peek(r).map_err(|e| named(&c.seg, e))? {
+            None => Ok(None),
+            Some((off, len)) => {
+                self.last = Some(len);
+                // SAFETY: committed, unreleased frame, as in ReadGuard.
+                Ok(Some(
+                    unsafe { r.slice(off, len) }.expect("peek checked the bounds"),
+                ))
+            }
+        }
+    }
+}
+
+impl Drop for ReadBatch<'_> {
+    fn drop(&mut self) {
+        let c = &mut *self.consumer;
+        if let Some(len) = self.last.take() {
+            c.core.advance(len);
+        }
+        let _ = c.core.release(c.seg.region());
+    }
+}
+
+/// Blocking iterator from [`Consumer::iter`].
+#[derive(Debug)]
+pub struct Iter<'a> {
+    consumer: &'a mut Consumer,
+    done: bool,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Result<Vec<u8>, Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.consumer.recv_vec() {
+            Ok(v) => Some(Ok(v)),
+            Err(RecvError::Failed(e)) => {
+                self.done = true;
+                Some(Err(e))
+            }
+            Err(_) => {
+                self.done = true;
+                None
+            }
+        }
+    }
+}
+
+/// Remove a named ring's name (see [`segment::unlink`]).
+pub fn unlink(name: &str) -> Result<()> {
+    segment::unlink(name)
+}

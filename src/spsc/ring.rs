@@ -1,0 +1,660 @@
+//! The single-producer single-consumer byte ring: the protocol, over a
+//! [`Region`], with no system call but the futex wake in `wait.rs`.
+//!
+//! The record format and the commit-by-header idea follow Aeron's
+//! `OneToOneRingBuffer`; the cached opposite position follows rtrb.
+//!
+//! # Frames
+//!
+//! The data area is `cap` bytes (a power of two). A frame is an 8-byte
+//! header followed by the payload, padded to a multiple of 8:
+//!
+//! `header: u64 = len (bits 0..32) | kind (bits 32..64)`, kind 1 = data,
+//! kind 2 = padding (fills the rest of the lap when a frame does not fit
+//! before the end). A header of 0 means "nothing committed here yet".
+//!
+//! # Positions
+//!
+//! `tail` (producer) and `head` (consumer) are monotonic byte positions;
+//! the index is `pos & (cap - 1)`. Only `head` is shared for the protocol
+//! (the producer re-reads it when its cached copy says full); the shared
+//! `tail` word is informational (for `inspect`).
+//!
+//! # Commit
+//!
+//! The producer writes the payload, stores 0 into the header word *after*
+//! the frame (so the word at the published tail always reads "not yet"),
+//! then stores the frame's header with Release. The consumer loads the
+//! header at `head` with Acquire: non-zero means the whole frame is there.
+//! A hand-off thus moves the cache line that holds the header and (for
+//! small messages) the payload, and no index line. A batch stores the
+//! headers of all frames but the first with Relaxed, then the first with
+//! Release: one publication for the lot.
+//!
+//! The zeroed word after the frame must be free space, so the producer
+//! keeps 8 bytes of slack: a frame fits when `tail + len + 8 - head <= cap`.
+//! The largest message is therefore `cap - 16` bytes.
+//!
+//! # Untrusted memory
+//!
+//! Everything read from the region is checked before use: a header's kind
+//! and length against the capacity and the room left before the end of the
+//! lap, `head` against the producer's own `tail`. A violation is
+//! [`Error::Corrupted`]; no slice is ever formed from an unchecked value.
+
+use crate::error::{Error, Result};
+use crate::region::Region;
+use crate::sync::Ordering;
+use crate::wait::{self, WaitCell};
+
+/// Frame header kind: a message.
+pub(crate) const KIND_DATA: u32 = 1;
+/// Frame header kind: padding to the end of the lap.
+pub(crate) const KIND_PAD: u32 = 2;
+/// Bytes of a frame header.
+pub(crate) const FRAME_HEADER: u64 = 8;
+/// Smallest data capacity.
+pub(crate) const MIN_CAPACITY: u64 = 32;
+/// Largest data capacity (1 TiB).
+pub(crate) const MAX_CAPACITY: u64 = 1 << 40;
+
+/// Bytes a frame of `len` payload bytes occupies.
+#[inline]
+pub(crate) fn frame_len(len: u64) -> u64 {
+    FRAME_HEADER + len.div_ceil(8) * 8
+}
+
+/// The largest payload a ring of `cap` data bytes takes.
+pub(crate) fn max_message(cap: u64) -> u64 {
+    cap - 2 * FRAME_HEADER
+}
+
+/// `closed` bit: the producer end is gone (dropped or dead).
+pub(crate) const PRODUCER_CLOSED: u32 = 1;
+/// `closed` bit: the consumer end is gone (dropped or dead).
+pub(crate) const CONSUMER_CLOSED: u32 = 2;
+
+/// Where the ring's words are in a region.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    /// Published tail, u64 (informational).
+    pub(crate) tail: usize,
+    /// Released head, u64.
+    pub(crate) head: usize,
+    /// The consumer sleeps here when the ring is empty.
+    pub(crate) data_wait: WaitCell,
+    /// The producer sleeps here when the ring is full.
+    pub(crate) space_wait: WaitCell,
+    /// The `closed` bits, u32.
+    pub(crate) closed: usize,
+    /// Start of the data area.
+    pub(crate) data: usize,
+    /// Data capacity in bytes, a power of two.
+    pub(crate) cap: u64,
+}
+
+impl Layout {
+    /// Bytes of the ring area for `cap` data bytes in a segment: four
+    /// 128-byte lines (tail, head, data-wait, space-wait), then the data.
+    pub(crate) fn area_size(cap: u64) -> usize {
+        4 * crate::header::LINE + cap as usize
+    }
+
+    /// The layout in a segment whose ring area starts at `base`, with the
+    /// segment's `closed` word at `closed`.
+    pub(crate) fn in_segment(base: usize, closed: usize, cap: u64) -> Layout {
+        let line = crate::header::LINE;
+        Layout {
+            tail: base,
+            head: base + line,
+            data_wait: WaitCell {
+                off: base + 2 * line,
+            },
+            space_wait: WaitCell {
+                off: base + 3 * line,
+            },
+            closed,
+            data: base + 4 * line,
+            cap,
+        }
+    }
+
+    /// A packed layout for heap models (loom, proptest, fuzz): every word
+    /// 8 bytes apart, the data at 48.
+    #[allow(dead_code)]
+    pub(crate) fn packed(cap: u64) -> Layout {
+        Layout {
+            tail: 0,
+            head: 8,
+            data_wait: WaitCell { off: 16 },
+            space_wait: WaitCell { off: 24 },
+            closed: 32,
+            data: 48,
+            cap,
+        }
+    }
+
+    /// Region bytes a packed layout needs.
+    #[allow(dead_code)]
+    pub(crate) fn packed_size(cap: u64) -> usize {
+        48 + cap as usize
+    }
+
+    fn mask(&self) -> u64 {
+        self.cap - 1
+    }
+
+    fn header_off(&self, pos: u64) -> usize {
+        self.data + (pos & self.mask()) as usize
+    }
+}
+
+fn corrupted(detail: String) -> Error {
+    // The handle layer replaces the name; the core does not know it.
+    Error::Corrupted {
+        segment: String::new(),
+        detail,
+    }
+}
+
+fn word(r: &Region, off: usize) -> Result<&crate::sync::AtomicU64> {
+    r.u64_at(off)
+        .ok_or_else(|| corrupted(format!("word at {off} outside the segment")))
+}
+
+/// Load the `closed` bits.
+pub(crate) fn closed_bits(r: &Region, lay: &Layout) -> u32 {
+    // ORDERING: Acquire — pairs with the Release `fetch_or` in `close`: a
+    // consumer that sees PRODUCER_CLOSED also sees every frame published
+    // before it.
+    r.u32_at(lay.closed)
+        .map_or(0, |w| w.load(Ordering::Acquire))
+}
+
+/// Set a `closed` bit and wake the other side. Returns the previous bits.
+pub(crate) fn close(r: &Region, lay: &Layout, bit: u32) -> u32 {
+    let prev = r
+        .u32_at(lay.closed)
+        // ORDERING: Release — pairs with the Acquire load in `closed_bits`.
+        .map_or(0, |w| w.fetch_or(bit, Ordering::Release));
+    let cell = if bit == PRODUCER_CLOSED {
+        lay.data_wait
+    } else {
+        lay.space_wait
+    };
+    wait::wake(r, cell);
+    prev
+}
+
+/// The producer's half of the protocol. Process-local state only.
+#[derive(Debug)]
+pub(crate) struct ProducerCore {
+    lay: Layout,
+    /// Next write position, counting unpublished frames.
+    tail: u64,
+    /// Last `head` we read; may be stale (low), which is safe.
+    head_cache: u64,
+    /// Position and header of the first frame not yet published.
+    pending: Option<(u64, u64)>,
+}
+
+impl ProducerCore {
+    /// A producer for a fresh ring (all positions 0).
+    pub(crate) fn new(lay: Layout) -> ProducerCore {
+        ProducerCore {
+            lay,
+            tail: 0,
+            head_cache: 0,
+            pending: None,
+        }
+    }
+
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.lay
+    }
+
+    /// The `head` value the producer last read (for waiting on a change).
+    pub(crate) fn head_cache(&self) -> u64 {
+        self.head_cache
+    }
+
+    /// Whether `need` more bytes (plus the 8-byte slack) fit, re-reading
+    /// `head` only if the cached copy says no.
+    fn room(&mut self, r: &Region, need: u64) -> Result<bool> {
+        let cap = self.lay.cap;
+        if self.tail + need + FRAME_HEADER - self.head_cache <= cap {
+            return Ok(true);
+        }
+        // ORDERING: Acquire — pairs with the consumer's Release store of
+        // head in `ConsumerCore::release`: its reads of the frames before
+        // `head` are done before we overwrite them.
+        let head = word(r, self.lay.head)?.load(Ordering::Acquire);
+        if head > self.tail || self.tail - head > cap || head % 8 != 0 || head < self.head_cache {
+            return Err(corrupted(format!(
+                "consumer position {head} is inconsistent with producer position {}",
+                self.tail
+            )));
+        }
+        self.head_cache = head;
+        Ok(self.tail + need + FRAME_HEADER - head <= cap)
+    }
+
+    /// Append a frame header at `tail` (its payload is written already).
+    fn push_frame(&mut self, r: &Region, kind: u32, len: u64) -> Result<()> {
+        let h = len | (kind as u64) << 32;
+        if self.pending.is_none() {
+            self.pending = Some((self.tail, h));
+        } else {
+            // ORDERING: Relaxed — made visible by the Release store of the
+            // batch's first header in `publish`, which the consumer must
+            // acquire before it can reach this one.
+            word(r, self.lay.header_off(self.tail))?.store(h, Ordering::Relaxed);
+        }
+        self.tail += frame_len(len);
+        Ok(())
+    }
+
+    /// Find room for a frame of `len` payload bytes (`len <= max`), padding
+    /// to the end of the lap if it does not fit before it. `Some(offset)`
+    /// of the payload in the region, or `None` when there is no room now.
+    pub(crate) fn reserve(&mut self, r: &Region, len: u64) -> Result<Option<usize>> {
+        debug_assert!(len <= max_message(self.lay.cap));
+        let flen = frame_len(len);
+        let idx = self.tail & self.lay.mask();
+        let to_end = self.lay.cap - idx;
+        if flen > to_end {
+            if self.room(r, to_end + flen)? {
+                self.push_frame(r, KIND_PAD, to_end - FRAME_HEADER)?;
+            } else {
+                if self.room(r, to_end)? {
+                    // Only the padding fits: publish it on its own, so the
+                    // consumer can move to the next lap and free it all.
+                    self.push_frame(r, KIND_PAD, to_end - FRAME_HEADER)?;
+                    self.publish(r)?;
+                    if self.room(r, flen)? {
+                        return Ok(Some(self.lay.header_off(self.tail) + FRAME_HEADER as usize));
+                    }
+                }
+                return Ok(None);
+            }
+        } else if !self.room(r, flen)? {
+            return Ok(None);
+        }
+        Ok(Some(self.lay.header_off(self.tail) + FRAME_HEADER as usize))
+    }
+
+    /// Commit the frame reserved last, with `len` payload bytes (not more
+    /// than reserved). Not visible until [`publish`](Self::publish).
+    pub(crate) fn commit(&mut self, r: &Region, len: u64) -> Result<()> {
+        self.push_frame(r, KIND_DATA, len)
+    }
+
+    /// Make every committed frame visible to the consumer and wake it if it
+    /// sleeps.
+    pub(crate) fn publish(&mut self, r: &Region) -> Result<()> {
+        let Some((pos, h)) = self.pending.take() else {
+            return Ok(());
+        };
+        // ORDERING: Relaxed — the word after the last frame reads 0 ("not
+        // yet"); made visible by the Release store below, which the consumer
+        // acquires before it can reach this word.
+        word(r, self.lay.header_off(self.tail))?.store(0, Ordering::Relaxed);
+        // ORDERING: Release — publishes the payloads, the later headers of
+        // the batch and the zeroed word; pairs with the Acquire load in
+        // `ConsumerCore::peek`.
+        word(r, self.lay.header_off(pos))?.store(h, Ordering::Release);
+        // ORDERING: Relaxed — informational only (`inspect`).
+        word(r, self.lay.tail)?.store(self.tail, Ordering::Relaxed);
+        wait::wake(r, self.lay.data_wait);
+        Ok(())
+    }
+}
+
+/// The consumer's half of the protocol. Process-local state only.
+#[derive(Debug)]
+pub(crate) struct ConsumerCore {
+    lay: Layout,
+    /// Next read position.
+    head: u64,
+    /// Last `head` stored to shared memory.
+    released: u64,
+}
+
+impl ConsumerCore {
+    /// A consumer for a fresh ring.
+    pub(crate) fn new(lay: Layout) -> ConsumerCore {
+        ConsumerCore {
+            lay,
+            head: 0,
+            released: 0,
+        }
+    }
+
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.lay
+    }
+
+    /// Offset of the header word the consumer waits on.
+    pub(crate) fn head_header_off(&self) -> usize {
+        self.lay.header_off(self.head)
+    }
+
+    /// The next committed message: `(payload offset, len)`, or `None` if
+    /// nothing is committed at `head`. Skips padding.
+    pub(crate) fn peek(&mut self, r: &Region) -> Result<Option<(usize, usize)>> {
+        let cap = self.lay.cap;
+        // At most one padding frame precedes a message: padding never
+        // starts at index 0.
+        for _ in 0..2 {
+            let idx = self.head & self.lay.mask();
+            // ORDERING: Acquire — pairs with the Release store of the header
+            // in `ProducerCore::publish`: the payload is complete.
+            let h = word(r, self.lay.header_off(self.head))?.load(Ordering::Acquire);
+            if h == 0 {
+                return Ok(None);
+            }
+            let len = h & 0xffff_ffff;
+            let kind = (h >> 32) as u32;
+            match kind {
+                KIND_DATA => {
+                    let flen = frame_len(len);
+                    if flen > cap - idx || len > max_message(cap) {
+                        return Err(corrupted(format!(
+                            "frame at position {} claims {len} bytes; only {} fit",
+                            self.head,
+                            (cap - idx).min(max_message(cap) + FRAME_HEADER) - FRAME_HEADER
+                        )));
+                    }
+                    let off = self.lay.header_off(self.head) + FRAME_HEADER as usize;
+                    return Ok(Some((off, len as usize)));
+                }
+                KIND_PAD if idx != 0 && len == cap - idx - FRAME_HEADER => {
+                    self.head += cap - idx;
+                }
+                _ => {
+                    return Err(corrupted(format!(
+                        "bad frame header {h:#018x} at position {}",
+                        self.head
+                    )))
+                }
+            }
+        }
+        Err(corrupted(format!(
+            "two padding frames in a row at {}",
+            self.head
+        )))
+    }
+
+    /// Step past the message `peek` returned (`len` bytes).
+    pub(crate) fn advance(&mut self, len: usize) {
+        self.head += frame_len(len as u64);
+    }
+
+    /// Store `head` so the producer can reuse the space, and wake it if it
+    /// sleeps. Cheap when nothing was consumed.
+    pub(crate) fn release(&mut self, r: &Region) -> Result<()> {
+        if self.head == self.released {
+            return Ok(());
+        }
+        // ORDERING: Release — our reads of the consumed frames happen
+        // before the producer's reuse; pairs with the Acquire load in
+        // `ProducerCore::room`.
+        word(r, self.lay.head)?.store(self.head, Ordering::Release);
+        self.released = self.head;
+        wait::wake(r, self.lay.space_wait);
+        Ok(())
+    }
+
+    /// Release once a quarter of the ring has been consumed since the last
+    /// release (callers also release before they wait, and on drop).
+    pub(crate) fn release_lazily(&mut self, r: &Region) -> Result<()> {
+        if self.head - self.released >= self.lay.cap / 4 {
+            self.release(r)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn ring(cap: u64) -> (Region, ProducerCore, ConsumerCore) {
+        let lay = Layout::packed(cap);
+        (
+            Region::heap(Layout::packed_size(cap)),
+            ProducerCore::new(lay),
+            ConsumerCore::new(lay),
+        )
+    }
+
+    fn send(r: &Region, p: &mut ProducerCore, msg: &[u8]) -> bool {
+        match p.reserve(r, msg.len() as u64).unwrap() {
+            Some(off) => {
+                r.write(off, msg).unwrap();
+                p.commit(r, msg.len() as u64).unwrap();
+                p.publish(r).unwrap();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn recv(r: &Region, c: &mut ConsumerCore) -> Option<Vec<u8>> {
+        let (off, len) = c.peek(r).unwrap()?;
+        let mut v = vec![0; len];
+        r.read(off, &mut v).unwrap();
+        c.advance(len);
+        c.release(r).unwrap();
+        Some(v)
+    }
+
+    /// Send into a ring the consumer has drained: may take two tries, the
+    /// first publishing padding alone, which the consumer must skip.
+    fn send_into_drained(
+        r: &Region,
+        p: &mut ProducerCore,
+        c: &mut ConsumerCore,
+        msg: &[u8],
+    ) -> bool {
+        send(r, p, msg) || {
+            assert!(c.peek(r).unwrap().is_none());
+            c.release(r).unwrap();
+            send(r, p, msg)
+        }
+    }
+
+    #[test]
+    fn consumer_sees_frame_only_after_publish() {
+        let (r, mut p, mut c) = ring(64);
+        let off = p.reserve(&r, 5).unwrap().unwrap();
+        r.write(off, b"hello").unwrap();
+        p.commit(&r, 5).unwrap();
+        assert!(c.peek(&r).unwrap().is_none(), "committed but unpublished");
+        p.publish(&r).unwrap();
+        assert_eq!(recv(&r, &mut c).unwrap(), b"hello");
+        assert!(recv(&r, &mut c).is_none());
+    }
+
+    #[test]
+    fn wraps_with_padding_and_keeps_order() {
+        let (r, mut p, mut c) = ring(64);
+        for i in 0u8..200 {
+            let msg = vec![i; (i % 30) as usize];
+            assert!(send_into_drained(&r, &mut p, &mut c, &msg), "message {i}");
+            assert_eq!(recv(&r, &mut c).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn largest_message_fits_an_empty_ring_at_any_index() {
+        let (r, mut p, mut c) = ring(64);
+        let max = max_message(64) as usize;
+        for shift in 0..10usize {
+            let small = vec![1u8; shift];
+            assert!(send(&r, &mut p, &small));
+            assert_eq!(recv(&r, &mut c).unwrap(), small);
+            let big = vec![7u8; max];
+            assert!(send_into_drained(&r, &mut p, &mut c, &big), "shift {shift}");
+            assert_eq!(recv(&r, &mut c).unwrap(), big);
+        }
+    }
+
+    #[test]
+    fn full_ring_refuses_then_accepts_after_release() {
+        let (r, mut p, mut c) = ring(64);
+        // 16-byte frames: 3 fit (48 + 8 slack <= 64), the 4th does not.
+        for i in 0..3u8 {
+            assert!(send(&r, &mut p, &[i; 8]));
+        }
+        assert!(!send(&r, &mut p, &[9; 8]));
+        assert_eq!(recv(&r, &mut c).unwrap(), [0; 8]);
+        assert!(send(&r, &mut p, &[9; 8]));
+    }
+
+    #[test]
+    fn hostile_header_is_an_error_not_a_slice() {
+        let (r, _p, mut c) = ring(64);
+        let lay = Layout::packed(64);
+        let w = r.u64_at(lay.data).unwrap();
+        for bad in [
+            1000u64 | (KIND_DATA as u64) << 32, // longer than the ring
+            56 | (KIND_DATA as u64) << 32,      // longer than max message
+            8 | 7u64 << 32,                     // unknown kind
+            56 | (KIND_PAD as u64) << 32,       // padding at index 0
+        ] {
+            w.store(bad, Ordering::Relaxed);
+            assert!(
+                matches!(c.peek(&r), Err(Error::Corrupted { .. })),
+                "{bad:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_head_is_an_error() {
+        let (r, mut p, _c) = ring(64);
+        let lay = Layout::packed(64);
+        for _ in 0..3 {
+            assert!(send(&r, &mut p, &[1; 8]));
+        }
+        r.u64_at(lay.head)
+            .unwrap()
+            .store(1 << 40, Ordering::Relaxed);
+        assert!(matches!(p.reserve(&r, 8), Err(Error::Corrupted { .. })));
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::wait::{Backoff, WaitStrategy};
+    use loom::sync::Arc;
+
+    const CAP: u64 = 32;
+
+    fn producer_send(r: &Region, p: &mut ProducerCore, msg: &[u8]) {
+        let mut b = Backoff::new(WaitStrategy::Adaptive);
+        loop {
+            if let Some(off) = p.reserve(r, msg.len() as u64).unwrap() {
+                r.write(off, msg).unwrap();
+                p.commit(r, msg.len() as u64).unwrap();
+                p.publish(r).unwrap();
+                return;
+            }
+            let lay = *p.layout();
+            let seen = p.head_cache();
+            let head = r.u64_at(lay.head).unwrap();
+            // ORDERING: Acquire — as in ProducerCore::room.
+            let mut ready = || head.load(Ordering::Acquire) != seen;
+            b.snooze(r, lay.space_wait, None, &mut ready);
+        }
+    }
+
+    /// `Some(msg)`, or `None` once the producer closed and all is drained.
+    fn consumer_recv(r: &Region, c: &mut ConsumerCore) -> Option<Vec<u8>> {
+        let mut b = Backoff::new(WaitStrategy::Adaptive);
+        loop {
+            if let Some((off, len)) = c.peek(r).unwrap() {
+                let mut v = vec![0; len];
+                r.read(off, &mut v).unwrap();
+                c.advance(len);
+                c.release_lazily(r).unwrap();
+                return Some(v);
+            }
+            c.release(r).unwrap();
+            let lay = *c.layout();
+            if closed_bits(r, &lay) & PRODUCER_CLOSED != 0 {
+                if c.peek(r).unwrap().is_none() {
+                    return None;
+                }
+                continue;
+            }
+            let h = r.u64_at(c.head_header_off()).unwrap();
+            // ORDERING: Acquire — as in ConsumerCore::peek.
+            let mut ready =
+                || h.load(Ordering::Acquire) != 0 || closed_bits(r, &lay) & PRODUCER_CLOSED != 0;
+            b.snooze(r, lay.data_wait, None, &mut ready);
+        }
+    }
+
+    /// Three messages (the third wraps with padding) through a 32-byte ring,
+    /// then close: the consumer gets them in order, intact, then the end.
+    /// Checks the payload hand-off (loom's race detector on the bytes),
+    /// both wait/wake directions and disconnect.
+    #[test]
+    fn publish_consume_wrap_and_close() {
+        crate::sync::model("publish_consume_wrap_and_close", || {
+            let lay = Layout::packed(CAP);
+            let r = Arc::new(Region::heap(Layout::packed_size(CAP)));
+            let r2 = r.clone();
+            let prod = loom::thread::spawn(move || {
+                let mut p = ProducerCore::new(lay);
+                producer_send(&r2, &mut p, &[1; 8]);
+                producer_send(&r2, &mut p, &[2; 4]);
+                producer_send(&r2, &mut p, &[3; 8]);
+                close(&r2, &lay, PRODUCER_CLOSED);
+            });
+            let mut c = ConsumerCore::new(lay);
+            assert_eq!(consumer_recv(&r, &mut c).unwrap(), [1; 8]);
+            assert_eq!(consumer_recv(&r, &mut c).unwrap(), [2; 4]);
+            assert_eq!(consumer_recv(&r, &mut c).unwrap(), [3; 8]);
+            assert_eq!(consumer_recv(&r, &mut c), None);
+            prod.join().unwrap();
+        });
+    }
+
+    /// A batch of two frames published with one Release: the consumer sees
+    /// none or both (in order), never the second alone.
+    #[test]
+    fn batch_is_visible_all_at_once() {
+        crate::sync::model("batch_is_visible_all_at_once", || {
+            let lay = Layout::packed(64);
+            let r = Arc::new(Region::heap(Layout::packed_size(64)));
+            let r2 = r.clone();
+            let prod = loom::thread::spawn(move || {
+                let mut p = ProducerCore::new(lay);
+                for m in [[5u8; 8], [6u8; 8]] {
+                    let off = p.reserve(&r2, 8).unwrap().unwrap();
+                    r2.write(off, &m).unwrap();
+                    p.commit(&r2, 8).unwrap();
+                }
+                p.publish(&r2).unwrap();
+            });
+            let mut c = ConsumerCore::new(lay);
+            if let Some((off, len)) = c.peek(&r).unwrap() {
+                let mut v = [0u8; 8];
+                r.read(off, &mut v).unwrap();
+                assert_eq!((v, len), ([5; 8], 8));
+                c.advance(len);
+                let (off, _) = c
+                    .peek(&r)
+                    .unwrap()
+                    .expect("second frame came with the first");
+                r.read(off, &mut v).unwrap();
+                assert_eq!(v, [6; 8]);
+            }
+            prod.join().unwrap();
+        });
+    }
+}
