@@ -261,36 +261,30 @@ impl Producer {
     }
 
     /// Send without waiting: `Full` when there is no room now.
-    pub fn try_send<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError<()>> {
         self.send_until(msg, Until::Now)
     }
 
     /// Send, waiting as long as it takes for room. Returns
     /// `Disconnected` if the consumer goes away.
-    pub fn send<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError<()>> {
         self.send_until(msg, Until::Forever)
     }
 
     /// Send, waiting at most `timeout` for room.
-    pub fn send_timeout<'m>(
-        &mut self,
-        msg: &'m [u8],
-        timeout: Duration,
-    ) -> Result<(), SendError<&'m [u8]>> {
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendError<()>> {
         self.send_until(msg, Until::after(timeout))
     }
 
-    fn send_until<'m>(&mut self, msg: &'m [u8], until: Until) -> Result<(), SendError<&'m [u8]>> {
-        let off = self
-            .reserve_until(msg.len(), until)
-            .map_err(|e| e.map(|()| msg))?;
+    fn send_until(&mut self, msg: &[u8], until: Until) -> Result<(), SendError<()>> {
+        let off = self.reserve_until(msg.len(), until)?;
         self.seg
             .region()
             .write(off, msg)
             .expect("reserve checked the bounds");
         failpoint!("spsc.before_commit");
         self.commit_publish(msg.len())
-            .map_err(|e| SendError::Failed(msg, e))
+            .map_err(|e| SendError::Failed((), e))
     }
 
     fn commit_publish(&mut self, len: usize) -> Result<()> {
@@ -455,26 +449,24 @@ pub struct WriteBatch<'a> {
 impl WriteBatch<'_> {
     /// Add a message if there is room now; `Full` otherwise (publish, and
     /// try again, or use [`push`](Self::push)).
-    pub fn try_push<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
+    pub fn try_push(&mut self, msg: &[u8]) -> Result<(), SendError<()>> {
         self.push_until(msg, Until::Now)
     }
 
     /// Add a message, waiting for room (what is in the batch so far is
     /// published first, so the consumer can make room).
-    pub fn push<'m>(&mut self, msg: &'m [u8]) -> Result<(), SendError<&'m [u8]>> {
+    pub fn push(&mut self, msg: &[u8]) -> Result<(), SendError<()>> {
         self.push_until(msg, Until::Forever)
     }
 
-    fn push_until<'m>(&mut self, msg: &'m [u8], until: Until) -> Result<(), SendError<&'m [u8]>> {
+    fn push_until(&mut self, msg: &[u8], until: Until) -> Result<(), SendError<()>> {
         let p = &mut *self.producer;
-        let off = p
-            .reserve_until(msg.len(), until)
-            .map_err(|e| e.map(|()| msg))?;
+        let off = p.reserve_until(msg.len(), until)?;
         let r = p.seg.region();
         r.write(off, msg).expect("reserve checked the bounds");
         p.core
             .commit(r, msg.len() as u64)
-            .map_err(|e| SendError::Failed(msg, named(&p.seg, e)))?;
+            .map_err(|e| SendError::Failed((), named(&p.seg, e)))?;
         self.frames += 1;
         Ok(())
     }
