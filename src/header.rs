@@ -19,11 +19,11 @@ use crate::sync::Ordering;
 use std::mem::{offset_of, size_of};
 
 /// `b"RINGWAY\0"` read as a little-endian u64.
-pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"RINGWAY\0");
+pub const MAGIC: u64 = u64::from_le_bytes(*b"RINGWAY\0");
 /// Version of the shared layout; bumped on any change to it.
-pub(crate) const VERSION: u32 = 1;
+pub const VERSION: u32 = 1;
 /// `state` value once the creator has finished (ASCII "REDY").
-pub(crate) const READY: u32 = u32::from_le_bytes(*b"REDY");
+pub const READY: u32 = u32::from_le_bytes(*b"REDY");
 /// One cache-line pair: what separates words written by different sides.
 pub(crate) const LINE: usize = 128;
 /// Offset of the control line.
@@ -100,7 +100,8 @@ const _: () = assert!(offset_of!(Header, checksum) == 56);
 const _: () = assert!(offset_of!(Header, state) == 64);
 
 impl Header {
-    pub(crate) fn to_bytes(self) -> [u8; 128] {
+    /// The header as stored: 128 bytes, native endianness.
+    pub fn to_bytes(self) -> [u8; 128] {
         let mut b = [0u8; 128];
         let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
         put(offset_of!(Header, magic), &self.magic.to_ne_bytes());
@@ -129,7 +130,8 @@ impl Header {
         b
     }
 
-    pub(crate) fn from_bytes(b: &[u8; 128]) -> Header {
+    /// Parse 128 stored bytes (no validation).
+    pub fn from_bytes(b: &[u8; 128]) -> Header {
         let u64_at = |off: usize| u64::from_ne_bytes(b[off..off + 8].try_into().unwrap());
         let u32_at = |off: usize| u32::from_ne_bytes(b[off..off + 4].try_into().unwrap());
         let mut reserved = [0u32; 15];

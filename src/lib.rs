@@ -84,7 +84,7 @@ mod sync;
 mod wait;
 
 pub use error::{Error, RecvError, Result, SendError};
-pub use header::{Header, Kind};
+pub use header::{Header, Kind, MAGIC, READY, VERSION};
 #[cfg(not(loom))]
 pub use peer::Liveness;
 #[cfg(not(loom))]

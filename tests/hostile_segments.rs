@@ -1,0 +1,198 @@
+//! Foreign, corrupt and hostile segments: every one is a clear `Error`,
+//! never a panic, a hang or an access outside the segment.
+
+mod common;
+
+use common::{unique_name, Unlink};
+use ringway::spsc::{Consumer, Producer};
+use ringway::{Error, Header, RecvError, SendError, MAGIC, READY, VERSION};
+use std::os::unix::fs::FileExt;
+
+/// Offsets of an spsc segment (2 peer slots): the ring area at 384.
+const TAIL: u64 = 384;
+const HEAD: u64 = 384 + 128;
+const DATA: u64 = 384 + 4 * 128;
+
+fn good_header(cap: u64) -> Header {
+    let mut h = Header {
+        magic: MAGIC,
+        version: VERSION,
+        kind: 1,
+        total_size: DATA + cap,
+        param_a: cap,
+        param_b: 0,
+        peer_slots: 2,
+        creator_pid: 1,
+        created_unix_ns: 0,
+        checksum: 0,
+        state: READY,
+        reserved: [0; 15],
+    };
+    h.checksum = h.compute_checksum();
+    h
+}
+
+/// Write a segment file by hand: `header`, then zeroes up to `size`.
+fn forge(name: &str, header: &Header, size: u64) {
+    let path = format!("/dev/shm/{name}");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .unwrap();
+    f.set_len(size).unwrap();
+    let bytes = header.to_bytes();
+    let n = (size as usize).min(bytes.len());
+    f.write_all_at(&bytes[..n], 0).unwrap();
+}
+
+fn open_err(h: &Header, size: u64) -> Error {
+    let name = unique_name("forged");
+    let _u = Unlink(name.clone());
+    forge(&name, h, size);
+    Consumer::open(&name).expect_err("a forged segment must not open")
+}
+
+fn field_of(e: &Error) -> &'static str {
+    match e {
+        Error::Invalid { field, .. } => field,
+        other => panic!("expected Error::Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn wrong_magic_version_kind_checksum_are_refused_by_field() {
+    let good = good_header(64);
+    let size = good.total_size;
+
+    let mut h = good;
+    h.magic = 0x1234;
+    h.checksum = h.compute_checksum();
+    let e = open_err(&h, size);
+    assert_eq!(field_of(&e), "magic");
+    assert!(e.to_string().contains("not a ringway segment"), "{e}");
+
+    let mut h = good;
+    h.version = 99;
+    h.checksum = h.compute_checksum();
+    assert_eq!(field_of(&open_err(&h, size)), "version");
+
+    let mut h = good;
+    h.kind = 7;
+    h.checksum = h.compute_checksum();
+    let e = open_err(&h, size);
+    assert_eq!(field_of(&e), "kind");
+    assert!(
+        e.to_string()
+            .contains("found 7 (unknown), expected 1 (spsc)"),
+        "{e}"
+    );
+
+    let mut h = good;
+    h.param_a = 128; // checksum not updated
+    assert_eq!(field_of(&open_err(&h, size)), "checksum");
+}
+
+#[test]
+fn sizes_and_parameters_that_disagree_are_refused() {
+    let good = good_header(64);
+    // The file is shorter than the header says: never touch past its end.
+    assert_eq!(
+        field_of(&open_err(&good, good.total_size - 8)),
+        "total_size"
+    );
+    // Shorter than a header.
+    assert_eq!(field_of(&open_err(&good, 100)), "total_size");
+
+    let mut h = good;
+    h.param_a = 96; // not a power of two
+    h.checksum = h.compute_checksum();
+    assert_eq!(field_of(&open_err(&h, h.total_size)), "param_a");
+
+    let mut h = good;
+    h.param_a = 128; // consistent checksum, but the size says 64
+    h.checksum = h.compute_checksum();
+    assert_eq!(field_of(&open_err(&h, h.total_size)), "total_size");
+
+    let mut h = good;
+    h.peer_slots = 0;
+    h.checksum = h.compute_checksum();
+    assert_eq!(field_of(&open_err(&h, h.total_size)), "peer_slots");
+}
+
+#[test]
+fn a_segment_never_made_ready_is_a_timeout_not_a_hang() {
+    let mut h = good_header(64);
+    h.state = 0;
+    let e = open_err(&h, h.total_size);
+    assert!(matches!(e, Error::NotReady { .. }), "{e:?}");
+}
+
+#[test]
+fn missing_and_malformed_names_are_errors() {
+    assert!(matches!(
+        Consumer::open("rw-test-does-not-exist"),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        Consumer::open("a/b"),
+        Err(Error::InvalidName { .. })
+    ));
+    let name = unique_name("dup");
+    let _u = Unlink(name.clone());
+    let _tx = Producer::create(&name, 64).unwrap();
+    assert!(matches!(
+        Producer::create(&name, 64),
+        Err(Error::AlreadyExists { .. })
+    ));
+}
+
+/// Write `v` at `off` of a live segment, as a hostile peer would.
+fn poke(name: &str, off: u64, v: u64) {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    f.write_all_at(&v.to_ne_bytes(), off).unwrap();
+}
+
+#[test]
+fn hostile_frame_headers_are_corruption_errors() {
+    for bad in [
+        u64::MAX,            // huge length, unknown kind
+        1 << 32 | 1_000_000, // data frame far longer than the ring
+        1 << 32 | 57,        // data frame longer than the largest message
+        2 << 32 | 56,        // padding at index 0
+        9 << 32,             // unknown kind
+    ] {
+        let name = unique_name("hostile-frame");
+        let _u = Unlink(name.clone());
+        let mut rx = Consumer::create(&name, 64).unwrap();
+        poke(&name, DATA, bad);
+        let mut buf = [0u8; 64];
+        match rx.try_recv(&mut buf) {
+            Err(RecvError::Failed(Error::Corrupted { segment, .. })) => assert_eq!(segment, name),
+            other => panic!("{bad:#x}: expected Corrupted, got {other:?}"),
+        }
+        assert!(matches!(rx.try_read(), Err(RecvError::Failed(_))));
+    }
+}
+
+#[test]
+fn hostile_consumer_position_is_a_corruption_error() {
+    let name = unique_name("hostile-head");
+    let _u = Unlink(name.clone());
+    let mut tx = Producer::create(&name, 64).unwrap();
+    // Fill the ring so the producer has to look at the consumer's position.
+    while tx.try_send(&[1; 8]).is_ok() {}
+    for bad in [u64::MAX, 1 << 40, 3] {
+        poke(&name, HEAD, bad);
+        match tx.try_send(&[2; 8]) {
+            Err(SendError::Failed((), Error::Corrupted { .. })) => {}
+            other => panic!("head {bad:#x}: expected Corrupted, got {other:?}"),
+        }
+    }
+    // The informational tail is never trusted: garbage there changes nothing.
+    poke(&name, TAIL, u64::MAX);
+}
