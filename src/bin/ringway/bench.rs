@@ -1,0 +1,419 @@
+//! `ringway bench`: ringway side by side with the peers a user would pick
+//! instead, each in real processes, in one run (BENCH.md's workloads).
+//!
+//! For each row the parent spawns two children of this binary (see
+//! `child.rs`), waits for both to be READY, sends GO, and reads their
+//! result lines. Throughput is messages over the time from the producer's
+//! first send to the consumer's last receive (CLOCK_MONOTONIC, comparable
+//! across processes); every consumer checks every message's sequence and
+//! end bytes, so a run that lost, duplicated or tore a message gives no
+//! figure.
+
+use crate::child::STREAM_BATCH;
+use crate::floor;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Messages the rings hold (BENCH.md: ~1024 wherever configurable).
+const SLOTS: usize = 1024;
+/// No run may take longer than this.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+#[derive(Clone, Copy, Debug)]
+struct Sizes {
+    t_msgs: u64,
+    l_warm: u64,
+    l_msgs: u64,
+}
+
+/// What one row measured.
+#[derive(Clone, Debug, Default)]
+struct Row {
+    label: &'static str,
+    t64: Option<Result<f64, String>>,
+    t8: Option<Result<f64, String>>,
+    lat: Option<Result<[u64; 4], String>>,
+}
+
+/// Options of `ringway bench`.
+#[derive(Debug, Default)]
+pub(crate) struct Options {
+    pub(crate) full: bool,
+    pub(crate) pin: bool,
+    pub(crate) only: Option<Vec<String>>,
+}
+
+fn fd_pair(kind: &str) -> (OwnedFd, OwnedFd) {
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` is a valid out-array of two ints. No CLOEXEC: the
+    // children inherit these fds.
+    let rc = unsafe {
+        if kind == "pipe" {
+            libc::pipe(fds.as_mut_ptr())
+        } else {
+            libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr())
+        }
+    };
+    assert_eq!(rc, 0, "{kind}: {}", std::io::Error::last_os_error());
+    // SAFETY: both fds were just created and are owned by nobody else.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+fn memfd(len: usize) -> OwnedFd {
+    let name = c"ringway-bench";
+    // SAFETY: valid C string; no CLOEXEC so children inherit the fd.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+    assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+    // SAFETY: just created, owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `fd` is open.
+    assert_eq!(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) }, 0);
+    fd
+}
+
+struct Spawned {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+}
+
+fn spawn(args: &[String]) -> Spawned {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut child = Command::new(exe)
+        .arg("__bench-child")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn bench child");
+    let stdin = child.stdin.take().unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Spawned { child, stdin, lines }
+}
+
+impl Spawned {
+    fn line(&self, deadline: Instant) -> Result<String, String> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(l) if l.starts_with("ERR ") => Err(l[4..].to_owned()),
+            Ok(l) => Ok(l),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err("timed out".into()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err("child died".into()),
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run two children with the given argument lists; returns their result
+/// lines (after READY/GO).
+fn run_pair(a: Vec<String>, b: Vec<String>) -> Result<(String, String), String> {
+    let deadline = Instant::now() + RUN_LIMIT;
+    let mut x = spawn(&a);
+    let mut y = spawn(&b);
+    for s in [&x, &y] {
+        let l = s.line(deadline)?;
+        if l != "READY" {
+            return Err(format!("expected READY, got {l:?}"));
+        }
+    }
+    for s in [&mut x, &mut y] {
+        writeln!(s.stdin, "GO").map_err(|e| e.to_string())?;
+    }
+    let la = x.line(deadline)?;
+    let lb = y.line(deadline)?;
+    Ok((la, lb))
+}
+
+fn value(line: &str, tag: &str) -> Result<u64, String> {
+    line.strip_prefix(tag)
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("unexpected result {line:?}"))
+}
+
+fn kv(k: &str, v: impl ToString) -> String {
+    format!("{k}={}", v.to_string())
+}
+
+fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    #[allow(clippy::disallowed_types)]
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("rw-bench-{}-{tag}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Capacity in bytes of a ringway ring holding `SLOTS` messages of `size`.
+fn ring_cap(size: usize) -> usize {
+    SLOTS * (8 + size.div_ceil(8) * 8)
+}
+
+/// Throughput of `transport` for `n` messages of `size` bytes.
+fn throughput(transport: &'static str, size: usize, n: u64, pin: bool) -> Result<f64, String> {
+    let mut base = vec![kv("transport", transport), kv("size", size), kv("n", n)];
+    let (mut ta, mut tb) = (base.clone(), std::mem::take(&mut base));
+    ta.push(kv("role", "tx"));
+    tb.push(kv("role", "rx"));
+    ta.push(kv("cpu", if pin { 0 } else { -1 }));
+    tb.push(kv("cpu", if pin { 1 } else { -1 }));
+    let mut _keep: Vec<OwnedFd> = Vec::new();
+    match transport {
+        "ringway" | "ringway-batch" => {
+            let name = unique("t");
+            for v in [&mut ta, &mut tb] {
+                v.push(kv("name", &name));
+                v.push(kv("cap", ring_cap(size)));
+            }
+        }
+        "pipe" | "pipe-batch" | "socket" | "socket-batch" => {
+            let (r, w) = fd_pair(if transport.starts_with("pipe") { "pipe" } else { "socket" });
+            ta.push(kv("fd", w.as_raw_fd()));
+            tb.push(kv("fd", r.as_raw_fd()));
+            _keep = vec![r, w];
+        }
+        "floor" => {
+            let m = memfd(floor::ring_bytes(SLOTS, size));
+            for v in [&mut ta, &mut tb] {
+                v.push(kv("fd", m.as_raw_fd()));
+                v.push(kv("slots", SLOTS));
+            }
+            _keep = vec![m];
+        }
+        _ => unreachable!(),
+    }
+    let (la, lb) = run_pair(ta, tb)?;
+    let t0 = value(&la, "T0")?;
+    let t1 = value(&lb, "T1")?;
+    let secs = (t1.saturating_sub(t0)) as f64 / 1e9;
+    Ok(n as f64 / secs)
+}
+
+/// Round-trip latency percentiles [p50, p99, p99.9, max] in ns.
+fn latency(transport: &'static str, s: Sizes, pin: bool) -> Result<[u64; 4], String> {
+    let size = 64;
+    let base = vec![
+        kv("transport", transport),
+        kv("size", size),
+        kv("n", s.l_msgs),
+        kv("warm", s.l_warm),
+    ];
+    let (mut ta, mut tb) = (base.clone(), base);
+    ta.push(kv("role", "ping"));
+    tb.push(kv("role", "pong"));
+    ta.push(kv("cpu", if pin { 0 } else { -1 }));
+    tb.push(kv("cpu", if pin { 1 } else { -1 }));
+    let mut _keep: Vec<OwnedFd> = Vec::new();
+    match transport {
+        "ringway" | "ringway-spin" => {
+            let name = unique("l");
+            for v in [&mut ta, &mut tb] {
+                v.push(kv("name", &name));
+                v.push(kv("cap", ring_cap(size)));
+            }
+        }
+        "pipe" => {
+            let (r1, w1) = fd_pair("pipe");
+            let (r2, w2) = fd_pair("pipe");
+            for v in [&mut ta, &mut tb] {
+                v.push(kv("r1", r1.as_raw_fd()));
+                v.push(kv("w1", w1.as_raw_fd()));
+                v.push(kv("r2", r2.as_raw_fd()));
+                v.push(kv("w2", w2.as_raw_fd()));
+            }
+            _keep = vec![r1, w1, r2, w2];
+        }
+        "socket" => {
+            let (x, y) = fd_pair("socket");
+            ta.push(kv("fd", x.as_raw_fd()));
+            tb.push(kv("fd", y.as_raw_fd()));
+            _keep = vec![x, y];
+        }
+        "floor" => {
+            let m = memfd(2 * floor::ring_bytes(SLOTS, size));
+            for v in [&mut ta, &mut tb] {
+                v.push(kv("fd", m.as_raw_fd()));
+                v.push(kv("slots", SLOTS));
+            }
+            _keep = vec![m];
+        }
+        "cacheline" => {
+            let m = memfd(128);
+            for v in [&mut ta, &mut tb] {
+                v.push(kv("fd", m.as_raw_fd()));
+            }
+            _keep = vec![m];
+        }
+        _ => unreachable!(),
+    }
+    let (la, lb) = run_pair(ta, tb)?;
+    if lb != "DONE" {
+        return Err(format!("ponger said {lb:?}"));
+    }
+    let mut v: Vec<u64> = la
+        .strip_prefix("LAT ")
+        .ok_or_else(|| format!("unexpected {la:?}"))?
+        .split(',')
+        .map(|x| x.parse().map_err(|_| "bad sample".to_string()))
+        .collect::<Result<_, _>>()?;
+    if v.is_empty() {
+        return Err("no samples".into());
+    }
+    v.sort_unstable();
+    let q = |p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
+    Ok([q(0.50), q(0.99), q(0.999), *v.last().unwrap()])
+}
+
+/// The rows, in display order, and which workloads each runs.
+const ROWS: &[(&str, &str, bool, bool)] = &[
+    // (label, transport for T, runs T, runs L)
+    ("ringway spsc, per message", "ringway", true, true),
+    ("ringway spsc, batched", "ringway-batch", true, false),
+    ("ringway spsc, spin mode", "ringway-spin", false, true),
+    ("pipe, per message", "pipe", true, true),
+    ("pipe, 64 KiB batches", "pipe-batch", true, false),
+    ("socketpair, per message", "socket", true, true),
+    ("socketpair, 64 KiB batches", "socket-batch", true, false),
+    ("floor: minimal spinning shm ring", "floor", true, true),
+    ("floor: one cache line ping-pong", "cacheline", false, true),
+];
+
+fn fmt_rate(r: &Option<Result<f64, String>>) -> String {
+    match r {
+        None => "-".into(),
+        Some(Ok(v)) => format!("{:.2} M/s", v / 1e6),
+        Some(Err(e)) => format!("FAILED ({e})"),
+    }
+}
+
+fn fmt_ratio(r: &Option<Result<f64, String>>, base: Option<f64>) -> String {
+    match (r, base) {
+        (Some(Ok(v)), Some(b)) if b > 0.0 => format!("{:.2}x", v / b),
+        _ => "-".into(),
+    }
+}
+
+/// Run the benchmark and print the table.
+pub(crate) fn run(opts: &Options) {
+    let sizes = if opts.full {
+        Sizes {
+            t_msgs: 10_000_000,
+            l_warm: 20_000,
+            l_msgs: 200_000,
+        }
+    } else {
+        Sizes {
+            t_msgs: 2_000_000,
+            l_warm: 2_000,
+            l_msgs: 20_000,
+        }
+    };
+    let wanted = |w: &str| opts.only.as_ref().is_none_or(|o| o.iter().any(|x| x.eq_ignore_ascii_case(w)));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pin = opts.pin && cpus >= 2;
+    eprintln!(
+        "ringway bench: T64/T8 {} messages, L {}+{} round trips of 64 B, {} cpus, {}pinned; {} B user-space batches for streams",
+        sizes.t_msgs,
+        sizes.l_warm,
+        sizes.l_msgs,
+        cpus,
+        if pin { "" } else { "not " },
+        STREAM_BATCH
+    );
+    let steps: usize = ROWS
+        .iter()
+        .map(|r| (r.2 as usize) * (wanted("T64") as usize + wanted("T8") as usize) + (r.3 && wanted("L")) as usize)
+        .sum();
+    let mut step = 0;
+    let started = Instant::now();
+    let mut progress = |what: &str, label: &str| {
+        step += 1;
+        eprint!(
+            "\r\x1b[2K[{step:>2}/{steps}] {:>5.1}s  {what:<4} {label}",
+            started.elapsed().as_secs_f64()
+        );
+        let _ = std::io::stderr().flush();
+    };
+    let mut rows = Vec::new();
+    for &(label, transport, t, l) in ROWS {
+        let mut row = Row {
+            label,
+            ..Row::default()
+        };
+        if t && wanted("T64") {
+            progress("T64", label);
+            row.t64 = Some(throughput(transport, 64, sizes.t_msgs, pin));
+        }
+        if t && wanted("T8") {
+            progress("T8", label);
+            row.t8 = Some(throughput(transport, 8, sizes.t_msgs, pin));
+        }
+        if l && wanted("L") {
+            progress("L", label);
+            row.lat = Some(latency(transport, sizes, pin));
+        }
+        rows.push(row);
+    }
+    eprintln!("\r\x1b[2Kdone in {:.1}s", started.elapsed().as_secs_f64());
+    print_table(&rows);
+}
+
+fn print_table(rows: &[Row]) {
+    let floor_row = rows.iter().find(|r| r.label.starts_with("floor: minimal"));
+    let f64_of = |r: Option<&Option<Result<f64, String>>>| match r {
+        Some(Some(Ok(v))) => Some(*v),
+        _ => None,
+    };
+    let floor64 = f64_of(floor_row.map(|r| &r.t64));
+    let floor8 = f64_of(floor_row.map(|r| &r.t8));
+    let line_p50 = rows
+        .iter()
+        .find(|r| r.label.contains("cache line"))
+        .and_then(|r| match &r.lat {
+            Some(Ok(l)) => Some(l[0]),
+            _ => None,
+        });
+    println!(
+        "| {:<34} | {:>11} | {:>8} | {:>11} | {:>8} | {:>26} | {:>9} |",
+        "transport", "T64", "vs floor", "T8", "vs floor", "L p50 / p99 / p99.9 / max ns", "p50 vs line"
+    );
+    println!("|{:-<36}|{:->13}|{:->10}|{:->13}|{:->10}|{:->28}|{:->11}|", "", "", "", "", "", "", "");
+    for r in rows {
+        let lat = match &r.lat {
+            None => "-".to_string(),
+            Some(Ok(l)) => format!("{} / {} / {} / {}", l[0], l[1], l[2], l[3]),
+            Some(Err(e)) => format!("FAILED ({e})"),
+        };
+        let lr = match (&r.lat, line_p50) {
+            (Some(Ok(l)), Some(b)) if b > 0 => format!("{:.2}x", l[0] as f64 / b as f64),
+            _ => "-".into(),
+        };
+        println!(
+            "| {:<34} | {:>11} | {:>8} | {:>11} | {:>8} | {:>26} | {:>9} |",
+            r.label,
+            fmt_rate(&r.t64),
+            fmt_ratio(&r.t64, floor64),
+            fmt_rate(&r.t8),
+            fmt_ratio(&r.t8, floor8),
+            lat,
+            lr
+        );
+    }
+    println!();
+    println!("T: messages/s from the producer's first send to the consumer's last receive, every message checked.");
+    println!("L: round trip of one 64 B message between two processes. Ratios are against rows of this same run.");
+}

@@ -1,0 +1,433 @@
+//! The bench's child processes: one producer or consumer (T workloads), or
+//! one pinger or ponger (L workload), over one transport. Spawned by
+//! `bench.rs` as `ringway __bench-child key=value...`; they talk to the
+//! parent through stdin/stdout: `READY`, then `GO`, then a result line.
+
+use crate::floor::{self, FloorRing, Line};
+use ringway::spsc::{Consumer, Producer};
+use ringway::{Error, WaitStrategy};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, Read, Write};
+use std::os::fd::FromRawFd;
+use std::time::{Duration, Instant};
+
+/// Bytes of a user-space batch for the stream peers.
+pub(crate) const STREAM_BATCH: usize = 64 * 1024;
+/// Messages per ringway write batch.
+const RING_BATCH: usize = 256;
+
+/// CLOCK_MONOTONIC in nanoseconds: comparable across processes.
+pub(crate) fn now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer for the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Message `seq`: its first 8 bytes are `seq`, its last 8 (if 16+ bytes)
+/// are `!seq`, so loss, duplication, reordering and torn copies show.
+pub(crate) fn fill(buf: &mut [u8], seq: u64) {
+    buf[..8].copy_from_slice(&seq.to_le_bytes());
+    let n = buf.len();
+    if n >= 16 {
+        buf[n - 8..].copy_from_slice(&(!seq).to_le_bytes());
+    }
+}
+
+fn check(buf: &[u8], seq: u64, size: usize) -> Result<(), String> {
+    let ok = buf.len() == size
+        && buf[..8] == seq.to_le_bytes()
+        && (size < 16 || buf[size - 8..] == (!seq).to_le_bytes());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("message {seq} is wrong (len {})", buf.len()))
+    }
+}
+
+struct Args(HashMap<String, String>);
+
+impl Args {
+    fn get(&self, k: &str) -> &str {
+        self.0.get(k).map(String::as_str).unwrap_or_else(|| panic!("bench child: missing {k}="))
+    }
+    fn num(&self, k: &str) -> u64 {
+        self.get(k).parse().expect("number")
+    }
+    fn fd(&self, k: &str) -> File {
+        let fd: i32 = self.get(k).parse().expect("fd");
+        // SAFETY: the parent passed this fd open and without close-on-exec;
+        // this child owns it from here on.
+        unsafe { File::from_raw_fd(fd) }
+    }
+}
+
+fn pin(cpu: i64) {
+    if cpu < 0 {
+        return;
+    }
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below CPU_SETSIZE (the machine's cpu count).
+    unsafe { libc::CPU_SET(cpu as usize, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 = us.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+}
+
+fn wait_go() {
+    println!("READY");
+    std::io::stdout().flush().unwrap();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "GO", "bench child: expected GO");
+}
+
+fn retry_open<T>(mut f: impl FnMut() -> ringway::Result<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(Error::NotFound { .. } | Error::NotReady { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => panic!("bench child: open: {e}"),
+        }
+    }
+}
+
+fn map_fd(fd: &File, len: usize) -> memmap2::MmapRaw {
+    memmap2::MmapOptions::new().len(len).map_raw(fd).expect("mmap")
+}
+
+/// Entry point of `ringway __bench-child`.
+pub(crate) fn main(argv: &[String]) {
+    let args = Args(
+        argv.iter()
+            .filter_map(|a| a.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    );
+    pin(args.get("cpu").parse().unwrap_or(-1));
+    let result = match args.get("role") {
+        "tx" => produce(&args).map(|t0| format!("T0 {t0}")),
+        "rx" => consume(&args).map(|t1| format!("T1 {t1}")),
+        "ping" => ping(&args).map(|s| {
+            let v: Vec<String> = s.iter().map(u64::to_string).collect();
+            format!("LAT {}", v.join(","))
+        }),
+        "pong" => pong(&args).map(|()| "DONE".to_owned()),
+        other => Err(format!("unknown role {other}")),
+    };
+    match result {
+        Ok(line) => println!("{line}"),
+        Err(e) => println!("ERR {e}"),
+    }
+}
+
+/// Send `n` messages of `size` bytes; returns the start time.
+fn produce(a: &Args) -> Result<u64, String> {
+    let (n, size) = (a.num("n"), a.num("size") as usize);
+    let mut msg = vec![0u8; size];
+    match a.get("transport") {
+        "ringway" | "ringway-batch" => {
+            let mut tx = retry_open(|| Producer::open(a.get("name")));
+            wait_go();
+            let t0 = now_ns();
+            if a.get("transport") == "ringway" {
+                for seq in 0..n {
+                    fill(&mut msg, seq);
+                    tx.send(&msg).map_err(|e| e.to_string())?;
+                }
+            } else {
+                let mut seq = 0;
+                while seq < n {
+                    let mut b = tx.batch();
+                    while seq < n && b.len() < RING_BATCH {
+                        match b.try_claim(size) {
+                            Ok(slot) => fill(slot, seq),
+                            Err(e) if e.is_full() => break,
+                            Err(e) => return Err(e.to_string()),
+                        }
+                        seq += 1;
+                    }
+                    if b.is_empty() {
+                        drop(b);
+                        let mut g = tx.claim(size).map_err(|e| e.to_string())?;
+                        fill(&mut g, seq);
+                        g.commit().map_err(|e| e.to_string())?;
+                        seq += 1;
+                    }
+                }
+            }
+            // Dropping tx ends the stream; the consumer counts anyway.
+            Ok(t0)
+        }
+        "pipe" | "socket" => {
+            let mut w = a.fd("fd");
+            wait_go();
+            let t0 = now_ns();
+            for seq in 0..n {
+                fill(&mut msg, seq);
+                w.write_all(&msg).map_err(|e| e.to_string())?;
+            }
+            Ok(t0)
+        }
+        "pipe-batch" | "socket-batch" => {
+            let mut w = a.fd("fd");
+            wait_go();
+            let t0 = now_ns();
+            let mut buf = Vec::with_capacity(STREAM_BATCH);
+            for seq in 0..n {
+                fill(&mut msg, seq);
+                buf.extend_from_slice(&msg);
+                if buf.len() + size > STREAM_BATCH {
+                    w.write_all(&buf).map_err(|e| e.to_string())?;
+                    buf.clear();
+                }
+            }
+            w.write_all(&buf).map_err(|e| e.to_string())?;
+            Ok(t0)
+        }
+        "floor" => {
+            let f = a.fd("fd");
+            let slots = a.num("slots") as usize;
+            let map = map_fd(&f, floor::ring_bytes(slots, size));
+            // SAFETY: the parent sized the memfd for this ring; it is zeroed
+            // and mapped for the life of `map`.
+            let mut ring = unsafe { FloorRing::new(map.as_mut_ptr(), slots, size) };
+            wait_go();
+            let t0 = now_ns();
+            for seq in 0..n {
+                fill(&mut msg, seq);
+                ring.push(&msg);
+            }
+            Ok(t0)
+        }
+        other => Err(format!("unknown transport {other}")),
+    }
+}
+
+/// Receive and check `n` messages; returns the time of the last one.
+fn consume(a: &Args) -> Result<u64, String> {
+    let (n, size) = (a.num("n"), a.num("size") as usize);
+    let mut buf = vec![0u8; size.max(STREAM_BATCH)];
+    match a.get("transport") {
+        "ringway" | "ringway-batch" => {
+            let mut rx = Consumer::create(a.get("name"), a.num("cap") as usize).map_err(|e| e.to_string())?;
+            wait_go();
+            let mut seq = 0;
+            if a.get("transport") == "ringway" {
+                while seq < n {
+                    let len = rx.recv(&mut buf).map_err(|e| e.to_string())?;
+                    check(&buf[..len], seq, size)?;
+                    seq += 1;
+                }
+            } else {
+                while seq < n {
+                    let before = seq;
+                    {
+                        let mut b = rx.read_batch();
+                        while let Some(m) = b.next().map_err(|e| e.to_string())? {
+                            check(m, seq, size)?;
+                            seq += 1;
+                        }
+                    }
+                    if seq == before {
+                        let m = rx.read().map_err(|e| e.to_string())?;
+                        check(&m, seq, size)?;
+                        seq += 1;
+                    }
+                }
+            }
+            Ok(now_ns())
+        }
+        "pipe" | "socket" => {
+            let mut r = a.fd("fd");
+            wait_go();
+            for seq in 0..n {
+                r.read_exact(&mut buf[..size]).map_err(|e| e.to_string())?;
+                check(&buf[..size], seq, size)?;
+            }
+            Ok(now_ns())
+        }
+        "pipe-batch" | "socket-batch" => {
+            let mut r = a.fd("fd");
+            wait_go();
+            let (mut have, mut seq) = (0usize, 0u64);
+            while seq < n {
+                let got = r.read(&mut buf[have..]).map_err(|e| e.to_string())?;
+                if got == 0 {
+                    return Err(format!("stream ended after {seq} messages"));
+                }
+                have += got;
+                let whole = have / size * size;
+                for m in buf[..whole].chunks_exact(size) {
+                    check(m, seq, size)?;
+                    seq += 1;
+                }
+                buf.copy_within(whole..have, 0);
+                have -= whole;
+            }
+            Ok(now_ns())
+        }
+        "floor" => {
+            let f = a.fd("fd");
+            let slots = a.num("slots") as usize;
+            let map = map_fd(&f, floor::ring_bytes(slots, size));
+            // SAFETY: as in `produce`.
+            let mut ring = unsafe { FloorRing::new(map.as_mut_ptr(), slots, size) };
+            wait_go();
+            for seq in 0..n {
+                ring.pop(&mut buf[..size]);
+                check(&buf[..size], seq, size)?;
+            }
+            Ok(now_ns())
+        }
+        other => Err(format!("unknown transport {other}")),
+    }
+}
+
+/// A duplex message transport for ping-pong.
+trait Duplex {
+    fn send(&mut self, m: &[u8]) -> Result<(), String>;
+    fn recv(&mut self, m: &mut [u8]) -> Result<(), String>;
+}
+
+struct RingDuplex(Producer, Consumer);
+impl Duplex for RingDuplex {
+    fn send(&mut self, m: &[u8]) -> Result<(), String> {
+        self.0.send(m).map_err(|e| e.to_string())
+    }
+    fn recv(&mut self, m: &mut [u8]) -> Result<(), String> {
+        self.1.recv(m).map(drop).map_err(|e| e.to_string())
+    }
+}
+
+struct StreamDuplex(File, File);
+impl Duplex for StreamDuplex {
+    fn send(&mut self, m: &[u8]) -> Result<(), String> {
+        self.0.write_all(m).map_err(|e| e.to_string())
+    }
+    fn recv(&mut self, m: &mut [u8]) -> Result<(), String> {
+        self.1.read_exact(m).map_err(|e| e.to_string())
+    }
+}
+
+struct FloorDuplex {
+    out: FloorRing,
+    inp: FloorRing,
+    _map: memmap2::MmapRaw,
+}
+impl Duplex for FloorDuplex {
+    fn send(&mut self, m: &[u8]) -> Result<(), String> {
+        self.out.push(m);
+        Ok(())
+    }
+    fn recv(&mut self, m: &mut [u8]) -> Result<(), String> {
+        self.inp.pop(m);
+        Ok(())
+    }
+}
+
+/// Open this side of the L transport. `first` is the pinger.
+fn duplex(a: &Args, first: bool) -> Result<Box<dyn Duplex>, String> {
+    let size = a.num("size") as usize;
+    Ok(match a.get("transport") {
+        "ringway" | "ringway-spin" => {
+            let (mine, theirs) = if first { ("a", "b") } else { ("b", "a") };
+            let name = a.get("name");
+            let mut tx = Producer::create(&format!("{name}-{mine}"), a.num("cap") as usize)
+                .map_err(|e| e.to_string())?;
+            let mut rx = retry_open(|| Consumer::open(&format!("{name}-{theirs}")));
+            if a.get("transport") == "ringway-spin" {
+                tx.set_wait_strategy(WaitStrategy::Spin);
+                rx.set_wait_strategy(WaitStrategy::Spin);
+            }
+            Box::new(RingDuplex(tx, rx))
+        }
+        "pipe" => {
+            let (w, r) = if first { ("w1", "r2") } else { ("w2", "r1") };
+            Box::new(StreamDuplex(a.fd(w), a.fd(r)))
+        }
+        "socket" => {
+            let f = a.fd("fd");
+            let g = f.try_clone().map_err(|e| e.to_string())?;
+            Box::new(StreamDuplex(f, g))
+        }
+        "floor" => {
+            let f = a.fd("fd");
+            let slots = a.num("slots") as usize;
+            let one = floor::ring_bytes(slots, size);
+            let map = map_fd(&f, 2 * one);
+            let base = map.as_mut_ptr();
+            // SAFETY: the memfd holds two zeroed rings of `one` bytes each
+            // (128-aligned: `one` is a multiple of 128), mapped for the life
+            // of `map`, which the duplex keeps.
+            let (ra, rb) = unsafe { (FloorRing::new(base, slots, size), FloorRing::new(base.wrapping_add(one), slots, size)) };
+            let (out, inp) = if first { (ra, rb) } else { (rb, ra) };
+            Box::new(FloorDuplex { out, inp, _map: map })
+        }
+        other => return Err(format!("unknown transport {other}")),
+    })
+}
+
+/// `warm + n` round trips; returns the last `n`, in nanoseconds.
+fn ping(a: &Args) -> Result<Vec<u64>, String> {
+    let (warm, n, size) = (a.num("warm"), a.num("n"), a.num("size") as usize);
+    let mut samples = Vec::with_capacity(n as usize);
+    if a.get("transport") == "cacheline" {
+        let f = a.fd("fd");
+        let map = map_fd(&f, 128);
+        // SAFETY: a zeroed 128-byte memfd, mapped for the life of `map`.
+        let line = unsafe { Line::new(map.as_mut_ptr()) };
+        wait_go();
+        for i in 0..warm + n {
+            let t = Instant::now();
+            line.ping(i);
+            if i >= warm {
+                samples.push(t.elapsed().as_nanos() as u64);
+            }
+        }
+        return Ok(samples);
+    }
+    let mut d = duplex(a, true)?;
+    let mut msg = vec![0u8; size];
+    let mut back = vec![0u8; size];
+    wait_go();
+    for i in 0..warm + n {
+        fill(&mut msg, i);
+        let t = Instant::now();
+        d.send(&msg)?;
+        d.recv(&mut back)?;
+        let dt = t.elapsed().as_nanos() as u64;
+        check(&back, i, size)?;
+        if i >= warm {
+            samples.push(dt);
+        }
+    }
+    Ok(samples)
+}
+
+fn pong(a: &Args) -> Result<(), String> {
+    let (total, size) = (a.num("warm") + a.num("n"), a.num("size") as usize);
+    if a.get("transport") == "cacheline" {
+        let f = a.fd("fd");
+        let map = map_fd(&f, 128);
+        // SAFETY: as in `ping`.
+        let line = unsafe { Line::new(map.as_mut_ptr()) };
+        wait_go();
+        for i in 0..total {
+            line.pong(i);
+        }
+        return Ok(());
+    }
+    let mut d = duplex(a, false)?;
+    let mut buf = vec![0u8; size];
+    wait_go();
+    for _ in 0..total {
+        d.recv(&mut buf)?;
+        d.send(&buf)?;
+    }
+    Ok(())
+}
