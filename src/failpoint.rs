@@ -36,6 +36,7 @@ pub(crate) fn hit(name: &str) {
 }
 
 /// Kill the process here if `RINGWAY_FAILPOINT` names this point.
+#[allow(unused_macros)] // the handles that use it are not built under loom
 macro_rules! failpoint {
     ($name:literal) => {
         #[cfg(all(feature = "failpoints", not(loom)))]

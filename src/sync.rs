@@ -18,6 +18,16 @@ pub(crate) fn fence(order: Ordering) {
     imp::fence(order)
 }
 
+/// A compiler-only fence under std; a full fence under loom, where it
+/// stands for the light side of an asymmetric barrier (see `wait.rs`).
+#[inline(always)]
+pub(crate) fn compiler_fence(order: Ordering) {
+    #[cfg(loom)]
+    imp::fence(order);
+    #[cfg(not(loom))]
+    std::sync::atomic::compiler_fence(order);
+}
+
 macro_rules! atomic {
     ($name:ident, $int:ty) => {
         /// A transparent wrapper of std's (or loom's) atomic of the same name:

@@ -9,30 +9,52 @@
 //!
 //! # Why no wake-up is lost
 //!
-//! Waker: `W1` publish (the caller's store), `F_w` = `fence(SeqCst)`, `W2`
+//! Waker: `W1` publish (the caller's store), `B_w` = light barrier, `W2`
 //! load `waiters`; if non-zero, `W3` `seq.fetch_add(1, Release)`, `W4`
 //! `futex_wake(seq)`.
 //!
-//! Sleeper: `A1` `waiters += 1`, `F_a` = `fence(SeqCst)`, `A2` `s =
+//! Sleeper: `A1` `waiters += 1`, `B_a` = heavy barrier, `A2` `s =
 //! seq.load(Acquire)`, `A3` re-check the condition, `A4` `futex_wait(seq,
 //! s)`, which the kernel enters only if `seq == s` still, atomically with
 //! queueing us.
 //!
-//! The two fences are totally ordered. If `F_a` comes first, `W2` sees `A1`,
-//! so the waker bumps `seq` and wakes: either `A2` read the bumped value —
-//! then `W3` (Release) → `A2` (Acquire) makes `W1` visible to `A3` and we do
-//! not sleep — or it read the old value, and `A4` either finds `seq != s`
-//! (returns at once) or is queued before `W4` and is woken. If `F_w` comes
-//! first, `A3` sees `W1` and we do not sleep. The loom model
-//! `no_lost_wakeup_when_waiter_registers_late` checks this with the futex
-//! modelled as a mutex and condition variable (a lost wake-up shows as a
-//! loom deadlock).
+//! This is Dekker's store→load handshake, so each side needs a full barrier
+//! between its store and its load. If `B_a` comes first, `W2` sees `A1`, so
+//! the waker bumps `seq` and wakes: either `A2` read the bumped value — then
+//! `W3` (Release) → `A2` (Acquire) makes `W1` visible to `A3` and we do not
+//! sleep — or it read the old value, and `A4` either finds `seq != s`
+//! (returns at once) or is queued before `W4` and is woken. If `B_w` comes
+//! first, `A3` sees `W1` and we do not sleep.
+//!
+//! # Asymmetric barriers
+//!
+//! A full fence on the waker's side costs a store-buffer drain on *every*
+//! publish, which, with the consumer polling the same lines, is a
+//! cross-core round trip: it cut throughput four-fold in `ringway bench`.
+//! So the barrier is asymmetric, as in folly's `asymmetricHeavyBarrier`: the
+//! waker's `B_w` is only a compiler fence, and the sleeper's `B_a` is
+//! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which makes every running
+//! thread of every registered process execute a full barrier before it
+//! returns. Whatever point of the waker's program that barrier lands on, it
+//! orders `A1` before `W2` or `W1` before `A2`, which is what the argument
+//! above needs. Every process registers ([`register_process`]) when it
+//! attaches its first handle; a process whose registration fails (an old
+//! kernel, a seccomp filter) uses a full fence in its wakes instead, so it
+//! never relies on a barrier it cannot receive. If a sleeper's membarrier
+//! call fails, the worst case is a wake-up missed until the sleep slice
+//! ends: late, never lost for good.
+//!
+//! Under loom both barriers are `fence(SeqCst)`, which is what the
+//! membarrier stands for; the loom model
+//! `no_lost_wakeup_when_waiter_registers_late` checks the protocol with the
+//! futex modelled as a mutex and condition variable (a lost wake-up shows
+//! as a loom deadlock).
 //!
 //! Sleeps are sliced ([`SLICE`]) so a waiter notices a peer that died
 //! without waking it (the caller checks liveness between slices).
 
 use crate::region::Region;
-use crate::sync::{fence, Ordering};
+use crate::sync::{compiler_fence, fence, Ordering};
 use std::time::{Duration, Instant};
 
 /// The longest one futex sleep lasts before the caller re-checks its peers.
@@ -70,17 +92,81 @@ impl WaitCell {
     }
 }
 
+#[cfg(not(loom))]
+mod membarrier {
+    use std::sync::OnceLock;
+
+    const CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 3;
+    const CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 4;
+
+    fn call(cmd: libc::c_int) -> bool {
+        // SAFETY: membarrier takes two integers and touches no memory of
+        // ours.
+        unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0u32, 0i32) == 0 }
+    }
+
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+
+    /// Register this process as a target of global expedited barriers.
+    pub(super) fn register() -> bool {
+        *REGISTERED.get_or_init(|| call(CMD_REGISTER_GLOBAL_EXPEDITED))
+    }
+
+    /// Whether this process's wakers may use the light barrier.
+    #[inline(always)]
+    pub(super) fn registered() -> bool {
+        REGISTERED.get().copied().unwrap_or(false)
+    }
+
+    /// A full barrier on every running thread of every registered process.
+    pub(super) fn global() -> bool {
+        call(CMD_GLOBAL_EXPEDITED)
+    }
+}
+
+/// Register this process for the asymmetric barrier (once; cheap after).
+/// Every handle calls it when it attaches.
+pub(crate) fn register_process() {
+    #[cfg(not(loom))]
+    membarrier::register();
+}
+
+/// The waker's side of the handshake: a compiler fence if this process is
+/// registered for membarrier, a full fence otherwise.
+#[inline(always)]
+fn light_barrier() {
+    #[cfg(not(loom))]
+    if !membarrier::registered() {
+        // ORDERING: SeqCst fence — the symmetric fallback; pairs with the
+        // fence in `heavy_barrier`.
+        fence(Ordering::SeqCst);
+        return;
+    }
+    // ORDERING: compiler fence — the heavy barrier in a sleeper supplies
+    // the hardware ordering (module docs); loom models it as a fence.
+    compiler_fence(Ordering::SeqCst);
+}
+
+/// The sleeper's side: a full fence here, and one on every registered
+/// process's running threads.
+fn heavy_barrier() {
+    // ORDERING: SeqCst fence — pairs with `light_barrier` (or the fallback
+    // fence there).
+    fence(Ordering::SeqCst);
+    #[cfg(not(loom))]
+    membarrier::global();
+}
+
 /// Wake every sleeper of `cell`, if any. Call after publishing progress.
 #[inline]
 pub(crate) fn wake(r: &Region, cell: WaitCell) {
-    // ORDERING: SeqCst fence — orders the caller's publishing store before
-    // the load of `waiters`; pairs with the fence in `sleep` (see the
-    // module docs).
-    fence(Ordering::SeqCst);
+    // Orders the caller's publishing store before the load of `waiters`
+    // (module docs).
+    light_barrier();
     let (Some(waiters), Some(seq)) = (r.u32_at(cell.off), r.u32_at(cell.seq_off())) else {
         return;
     };
-    // ORDERING: Relaxed — the fence above does the ordering.
+    // ORDERING: Relaxed — the barrier above does the ordering.
     if waiters.load(Ordering::Relaxed) != 0 {
         // ORDERING: Release — a sleeper that reads the new `seq` (Acquire,
         // in `sleep`) also sees the caller's publish.
@@ -100,10 +186,9 @@ pub(crate) fn sleep(
     let (Some(waiters), Some(seq)) = (r.u32_at(cell.off), r.u32_at(cell.seq_off())) else {
         return;
     };
-    // ORDERING: Relaxed — the fence below orders it before the re-check.
+    // ORDERING: Relaxed — the barrier below orders it before the re-check.
     waiters.fetch_add(1, Ordering::Relaxed);
-    // ORDERING: SeqCst fence — pairs with the fence in `wake`.
-    fence(Ordering::SeqCst);
+    heavy_barrier();
     // ORDERING: Acquire — pairs with the Release bump in `wake`.
     let s = seq.load(Ordering::Acquire);
     if !ready() {
@@ -118,8 +203,8 @@ pub(crate) fn sleep(
 #[derive(Debug)]
 pub(crate) struct Backoff {
     strategy: WaitStrategy,
-    began: Instant,
-    next_check: Instant,
+    began: Option<Instant>,
+    next_check: Option<Instant>,
     rounds: u32,
 }
 
@@ -135,12 +220,14 @@ pub(crate) enum Next {
 }
 
 impl Backoff {
+    /// A back-off that has not waited yet. It reads the clock only from
+    /// its 32nd round on, so a wait that ends within a few pauses (the
+    /// common case under load) costs no clock read.
     pub(crate) fn new(strategy: WaitStrategy) -> Self {
-        let now = Instant::now();
         Backoff {
             strategy,
-            began: now,
-            next_check: now + SLICE,
+            began: None,
+            next_check: None,
             rounds: 0,
         }
     }
@@ -174,11 +261,13 @@ impl Backoff {
         if deadline.is_some_and(|d| now >= d) {
             return Next::TimedOut;
         }
-        if now >= self.next_check {
-            self.next_check = now + SLICE;
+        let began = *self.began.get_or_insert(now);
+        let next_check = *self.next_check.get_or_insert(now + SLICE);
+        if now >= next_check {
+            self.next_check = Some(now + SLICE);
             return Next::CheckPeers;
         }
-        let waited = now - self.began;
+        let waited = now - began;
         match self.strategy {
             WaitStrategy::Spin => {
                 if self.rounds % 1024 == 0 {
@@ -192,7 +281,7 @@ impl Backoff {
                 crate::sync::yield_now()
             }
             WaitStrategy::Adaptive => {
-                let mut t = self.next_check - now;
+                let mut t = next_check - now;
                 if let Some(d) = deadline {
                     t = t.min(d - now);
                 }

@@ -115,6 +115,7 @@ fn attach(seg: &Segment, slot: u32) -> Result<()> {
     } else {
         "consumer"
     };
+    crate::wait::register_process();
     let segment = seg.name().to_owned();
     match peer::attach(seg, slot, slot)? {
         peer::Attach::Attached => Ok(()),

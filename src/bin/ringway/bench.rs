@@ -70,7 +70,10 @@ fn memfd(len: usize) -> OwnedFd {
     // SAFETY: just created, owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: `fd` is open.
-    assert_eq!(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) }, 0);
+    assert_eq!(
+        unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) },
+        0
+    );
     fd
 }
 
@@ -99,7 +102,11 @@ fn spawn(args: &[String]) -> Spawned {
             }
         }
     });
-    Spawned { child, stdin, lines }
+    Spawned {
+        child,
+        stdin,
+        lines,
+    }
 }
 
 impl Spawned {
@@ -155,7 +162,11 @@ fn unique(tag: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     #[allow(clippy::disallowed_types)]
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("rw-bench-{}-{tag}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "rw-bench-{}-{tag}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Capacity in bytes of a ringway ring holding `SLOTS` messages of `size`.
@@ -181,7 +192,11 @@ fn throughput(transport: &'static str, size: usize, n: u64, pin: bool) -> Result
             }
         }
         "pipe" | "pipe-batch" | "socket" | "socket-batch" => {
-            let (r, w) = fd_pair(if transport.starts_with("pipe") { "pipe" } else { "socket" });
+            let (r, w) = fd_pair(if transport.starts_with("pipe") {
+                "pipe"
+            } else {
+                "socket"
+            });
             ta.push(kv("fd", w.as_raw_fd()));
             tb.push(kv("fd", r.as_raw_fd()));
             _keep = vec![r, w];
@@ -322,7 +337,11 @@ pub(crate) fn run(opts: &Options) {
             l_msgs: 20_000,
         }
     };
-    let wanted = |w: &str| opts.only.as_ref().is_none_or(|o| o.iter().any(|x| x.eq_ignore_ascii_case(w)));
+    let wanted = |w: &str| {
+        opts.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|x| x.eq_ignore_ascii_case(w)))
+    };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pin = opts.pin && cpus >= 2;
     eprintln!(
@@ -336,7 +355,10 @@ pub(crate) fn run(opts: &Options) {
     );
     let steps: usize = ROWS
         .iter()
-        .map(|r| (r.2 as usize) * (wanted("T64") as usize + wanted("T8") as usize) + (r.3 && wanted("L")) as usize)
+        .map(|r| {
+            (r.2 as usize) * (wanted("T64") as usize + wanted("T8") as usize)
+                + (r.3 && wanted("L")) as usize
+        })
         .sum();
     let mut step = 0;
     let started = Instant::now();
@@ -389,9 +411,18 @@ fn print_table(rows: &[Row]) {
         });
     println!(
         "| {:<34} | {:>11} | {:>8} | {:>11} | {:>8} | {:>26} | {:>9} |",
-        "transport", "T64", "vs floor", "T8", "vs floor", "L p50 / p99 / p99.9 / max ns", "p50 vs line"
+        "transport",
+        "T64",
+        "vs floor",
+        "T8",
+        "vs floor",
+        "L p50 / p99 / p99.9 / max ns",
+        "p50 vs line"
     );
-    println!("|{:-<36}|{:->13}|{:->10}|{:->13}|{:->10}|{:->28}|{:->11}|", "", "", "", "", "", "", "");
+    println!(
+        "|{:-<36}|{:->13}|{:->10}|{:->13}|{:->10}|{:->28}|{:->11}|",
+        "", "", "", "", "", "", ""
+    );
     for r in rows {
         let lat = match &r.lat {
             None => "-".to_string(),

@@ -19,7 +19,10 @@ const RING_BATCH: usize = 256;
 
 /// CLOCK_MONOTONIC in nanoseconds: comparable across processes.
 pub(crate) fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid out-pointer for the call.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -50,7 +53,10 @@ struct Args(HashMap<String, String>);
 
 impl Args {
     fn get(&self, k: &str) -> &str {
-        self.0.get(k).map(String::as_str).unwrap_or_else(|| panic!("bench child: missing {k}="))
+        self.0
+            .get(k)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("bench child: missing {k}="))
     }
     fn num(&self, k: &str) -> u64 {
         self.get(k).parse().expect("number")
@@ -97,7 +103,10 @@ fn retry_open<T>(mut f: impl FnMut() -> ringway::Result<T>) -> T {
 }
 
 fn map_fd(fd: &File, len: usize) -> memmap2::MmapRaw {
-    memmap2::MmapOptions::new().len(len).map_raw(fd).expect("mmap")
+    memmap2::MmapOptions::new()
+        .len(len)
+        .map_raw(fd)
+        .expect("mmap")
 }
 
 /// Entry point of `ringway __bench-child`.
@@ -214,7 +223,8 @@ fn consume(a: &Args) -> Result<u64, String> {
     let mut buf = vec![0u8; size.max(STREAM_BATCH)];
     match a.get("transport") {
         "ringway" | "ringway-batch" => {
-            let mut rx = Consumer::create(a.get("name"), a.num("cap") as usize).map_err(|e| e.to_string())?;
+            let mut rx = Consumer::create(a.get("name"), a.num("cap") as usize)
+                .map_err(|e| e.to_string())?;
             wait_go();
             let mut seq = 0;
             if a.get("transport") == "ringway" {
@@ -364,9 +374,18 @@ fn duplex(a: &Args, first: bool) -> Result<Box<dyn Duplex>, String> {
             // SAFETY: the memfd holds two zeroed rings of `one` bytes each
             // (128-aligned: `one` is a multiple of 128), mapped for the life
             // of `map`, which the duplex keeps.
-            let (ra, rb) = unsafe { (FloorRing::new(base, slots, size), FloorRing::new(base.wrapping_add(one), slots, size)) };
+            let (ra, rb) = unsafe {
+                (
+                    FloorRing::new(base, slots, size),
+                    FloorRing::new(base.wrapping_add(one), slots, size),
+                )
+            };
             let (out, inp) = if first { (ra, rb) } else { (rb, ra) };
-            Box::new(FloorDuplex { out, inp, _map: map })
+            Box::new(FloorDuplex {
+                out,
+                inp,
+                _map: map,
+            })
         }
         other => return Err(format!("unknown transport {other}")),
     })

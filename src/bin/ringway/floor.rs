@@ -82,7 +82,9 @@ impl FloorRing {
             spin_loop();
         }
         // SAFETY: the slot is published (tail is past it) and in the mapping.
-        unsafe { std::ptr::copy_nonoverlapping(self.slot_ptr(self.pos), out.as_mut_ptr(), out.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.slot_ptr(self.pos), out.as_mut_ptr(), out.len())
+        };
         self.pos += 1;
         self.head().store(self.pos, Ordering::Release);
     }
