@@ -48,18 +48,20 @@ pub(crate) struct Options {
 
 fn fd_pair(kind: &str) -> (OwnedFd, OwnedFd) {
     let mut fds = [0i32; 2];
-    // SAFETY: `fds` is a valid out-array of two ints. No CLOEXEC: the
-    // children inherit these fds.
-    let rc = unsafe {
-        if kind == "pipe" {
-            libc::pipe(fds.as_mut_ptr())
-        } else {
-            libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr())
-        }
+    let rc = if kind == "pipe" {
+        // SAFETY: `fds` is a valid out-array of two ints. No O_CLOEXEC: the
+        // children inherit these fds.
+        unsafe { libc::pipe(fds.as_mut_ptr()) }
+    } else {
+        // SAFETY: as above, for socketpair.
+        unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) }
     };
     assert_eq!(rc, 0, "{kind}: {}", std::io::Error::last_os_error());
     // SAFETY: both fds were just created and are owned by nobody else.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    let a = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as above.
+    let b = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    (a, b)
 }
 
 fn memfd(len: usize) -> OwnedFd {
@@ -69,11 +71,9 @@ fn memfd(len: usize) -> OwnedFd {
     assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
     // SAFETY: just created, owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: `fd` is open.
-    assert_eq!(
-        unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) },
-        0
-    );
+    // SAFETY: `fd` is open; ftruncate touches no memory of ours.
+    let rc = unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) };
+    assert_eq!(rc, 0, "ftruncate: {}", std::io::Error::last_os_error());
     fd
 }
 
@@ -158,9 +158,9 @@ fn kv(k: &str, v: impl ToString) -> String {
     format!("{k}={}", v.to_string())
 }
 
+#[allow(clippy::disallowed_types)] // a process-local counter, not a protocol
 fn unique(tag: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
-    #[allow(clippy::disallowed_types)]
     static N: AtomicU32 = AtomicU32::new(0);
     format!(
         "rw-bench-{}-{tag}-{}",

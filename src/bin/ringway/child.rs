@@ -374,12 +374,9 @@ fn duplex(a: &Args, first: bool) -> Result<Box<dyn Duplex>, String> {
             // SAFETY: the memfd holds two zeroed rings of `one` bytes each
             // (128-aligned: `one` is a multiple of 128), mapped for the life
             // of `map`, which the duplex keeps.
-            let (ra, rb) = unsafe {
-                (
-                    FloorRing::new(base, slots, size),
-                    FloorRing::new(base.wrapping_add(one), slots, size),
-                )
-            };
+            let ra = unsafe { FloorRing::new(base, slots, size) };
+            // SAFETY: as above, the second ring.
+            let rb = unsafe { FloorRing::new(base.wrapping_add(one), slots, size) };
             let (out, inp) = if first { (ra, rb) } else { (rb, ra) };
             Box::new(FloorDuplex {
                 out,
