@@ -22,7 +22,7 @@ pub(crate) use loom_region::Region;
 
 /// Whether `[off, off + size)` lies inside `len` and `off` is a multiple of
 /// `align`.
-#[inline]
+#[inline(always)]
 fn in_bounds(len: usize, off: usize, size: usize, align: usize) -> bool {
     off % align == 0 && off.checked_add(size).is_some_and(|end| end <= len)
 }

@@ -158,7 +158,7 @@ fn heavy_barrier() {
 }
 
 /// Wake every sleeper of `cell`, if any. Call after publishing progress.
-#[inline]
+#[inline(always)]
 pub(crate) fn wake(r: &Region, cell: WaitCell) {
     // Orders the caller's publishing store before the load of `waiters`
     // (module docs).
@@ -319,6 +319,7 @@ fn futex_wait(r: &Region, off: usize, expected: u32, timeout: Duration) {
 }
 
 #[cfg(not(loom))]
+#[cold]
 fn futex_wake(r: &Region, off: usize) {
     let Some(word) = r.u32_at(off) else { return };
     // SAFETY: `word` points to a live, aligned u32; FUTEX_WAKE only reads

@@ -262,12 +262,14 @@ impl Producer {
     }
 
     /// Send without waiting: `Full` when there is no room now.
+    #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError<()>> {
         self.send_until(msg, Until::Now)
     }
 
     /// Send, waiting as long as it takes for room. Returns
     /// `Disconnected` if the consumer goes away.
+    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError<()>> {
         self.send_until(msg, Until::Forever)
     }
@@ -277,6 +279,7 @@ impl Producer {
         self.send_until(msg, Until::after(timeout))
     }
 
+    #[inline]
     fn send_until(&mut self, msg: &[u8], until: Until) -> Result<(), SendError<()>> {
         let off = self.reserve_until(msg.len(), until)?;
         self.seg
@@ -288,6 +291,7 @@ impl Producer {
             .map_err(|e| SendError::Failed((), e))
     }
 
+    #[inline]
     fn commit_publish(&mut self, len: usize) -> Result<()> {
         let r = self.seg.region();
         self.core
@@ -297,7 +301,22 @@ impl Producer {
     }
 
     /// Find room for `len` bytes, waiting per `until`; the payload offset.
+    #[inline]
     fn reserve_until(&mut self, len: usize, until: Until) -> Result<usize, SendError<()>> {
+        // Fast path: room now, consumer there. Anything else goes the slow
+        // way, which re-checks all of it.
+        let r = self.seg.region();
+        let lay = self.core.layout();
+        if len as u64 <= ring::max_message(lay.cap) && ring::closed_bits(r, lay) & CONSUMER_CLOSED == 0 {
+            if let Ok(Some(off)) = self.core.reserve(r, len as u64) {
+                return Ok(off);
+            }
+        }
+        self.reserve_slow(len, until)
+    }
+
+    #[inline(never)]
+    fn reserve_slow(&mut self, len: usize, until: Until) -> Result<usize, SendError<()>> {
         let max = self.max_message_len();
         if len > max {
             return Err(SendError::TooLarge { msg: (), max });
@@ -350,6 +369,7 @@ impl Producer {
     }
 
     /// [`claim`](Self::claim) without waiting (`Full` if no room now).
+    #[inline]
     pub fn try_claim(&mut self, len: usize) -> Result<Grant<'_>, SendError<()>> {
         self.claim_until(len, Until::Now)
     }
@@ -363,6 +383,7 @@ impl Producer {
         self.claim_until(len, Until::after(timeout))
     }
 
+    #[inline]
     fn claim_until(&mut self, len: usize, until: Until) -> Result<Grant<'_>, SendError<()>> {
         let off = self.reserve_until(len, until)?;
         Ok(Grant {
@@ -450,6 +471,7 @@ pub struct WriteBatch<'a> {
 impl WriteBatch<'_> {
     /// Add a message if there is room now; `Full` otherwise (publish, and
     /// try again, or use [`push`](Self::push)).
+    #[inline]
     pub fn try_push(&mut self, msg: &[u8]) -> Result<(), SendError<()>> {
         self.push_until(msg, Until::Now)
     }
@@ -460,6 +482,7 @@ impl WriteBatch<'_> {
         self.push_until(msg, Until::Forever)
     }
 
+    #[inline]
     fn push_until(&mut self, msg: &[u8], until: Until) -> Result<(), SendError<()>> {
         let p = &mut *self.producer;
         let off = p.reserve_until(msg.len(), until)?;
@@ -571,7 +594,16 @@ impl Consumer {
     }
 
     /// The next message's `(offset, len)`, waiting per `until`.
+    #[inline]
     fn peek_until(&mut self, until: Until) -> Result<(usize, usize), RecvError> {
+        if let Ok(Some(m)) = self.core.peek(self.seg.region()) {
+            return Ok(m);
+        }
+        self.peek_slow(until)
+    }
+
+    #[inline(never)]
+    fn peek_slow(&mut self, until: Until) -> Result<(usize, usize), RecvError> {
         let lay = *self.core.layout();
         let mut backoff: Option<Backoff> = None;
         loop {
@@ -612,6 +644,7 @@ impl Consumer {
         }
     }
 
+    #[inline]
     fn recv_until(&mut self, buf: &mut [u8], until: Until) -> Result<usize, RecvError> {
         let (off, len) = self.peek_until(until)?;
         if len > buf.len() {
@@ -625,6 +658,7 @@ impl Consumer {
         Ok(len)
     }
 
+    #[inline]
     fn consume(&mut self, len: usize) -> Result<(), RecvError> {
         self.core.advance(len);
         self.core
@@ -634,11 +668,13 @@ impl Consumer {
 
     /// Copy the next message into `buf` without waiting; its length.
     /// `BufferTooShort` leaves the message in the ring.
+    #[inline]
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         self.recv_until(buf, Until::Now)
     }
 
     /// Copy the next message into `buf`, waiting for one; its length.
+    #[inline]
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         self.recv_until(buf, Until::Forever)
     }
@@ -658,6 +694,7 @@ impl Consumer {
         Ok(self.try_read()?.to_vec())
     }
 
+    #[inline]
     fn read_until(&mut self, until: Until) -> Result<ReadGuard<'_>, RecvError> {
         let (off, len) = self.peek_until(until)?;
         Ok(ReadGuard {
@@ -749,6 +786,7 @@ impl ReadBatch<'_> {
     /// The next available message, or `None` when none is available now.
     /// The previous one's space is given up (but released only at drop).
     #[allow(clippy::should_implement_trait)]
+    #[inline]
     pub fn next(&mut self) -> Result<Option<&[u8]>> {
         let c = &mut *self.consumer;
         if let Some(len) = self.last.take() {

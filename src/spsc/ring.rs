@@ -65,6 +65,7 @@ pub(crate) fn frame_len(len: u64) -> u64 {
 }
 
 /// The largest payload a ring of `cap` data bytes takes.
+#[inline]
 pub(crate) fn max_message(cap: u64) -> u64 {
     cap - 2 * FRAME_HEADER
 }
@@ -140,15 +141,19 @@ impl Layout {
         48 + cap as usize
     }
 
+    #[inline]
     fn mask(&self) -> u64 {
         self.cap - 1
     }
 
+    #[inline]
     fn header_off(&self, pos: u64) -> usize {
         self.data + (pos & self.mask()) as usize
     }
 }
 
+#[cold]
+#[inline(never)]
 fn corrupted(detail: String) -> Error {
     // The handle layer replaces the name; the core does not know it.
     Error::Corrupted {
@@ -157,12 +162,22 @@ fn corrupted(detail: String) -> Error {
     }
 }
 
+#[inline(always)]
 fn word(r: &Region, off: usize) -> Result<&crate::sync::AtomicU64> {
-    r.u64_at(off)
-        .ok_or_else(|| corrupted(format!("word at {off} outside the segment")))
+    match r.u64_at(off) {
+        Some(w) => Ok(w),
+        None => Err(out_of_segment(off)),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn out_of_segment(off: usize) -> Error {
+    corrupted(format!("word at {off} outside the segment"))
 }
 
 /// Load the `closed` bits.
+#[inline]
 pub(crate) fn closed_bits(r: &Region, lay: &Layout) -> u32 {
     // ORDERING: Acquire — pairs with the Release `fetch_or` in `close`: a
     // consumer that sees PRODUCER_CLOSED also sees every frame published
@@ -209,17 +224,20 @@ impl ProducerCore {
         }
     }
 
+    #[inline]
     pub(crate) fn layout(&self) -> &Layout {
         &self.lay
     }
 
     /// The `head` value the producer last read (for waiting on a change).
+    #[inline]
     pub(crate) fn head_cache(&self) -> u64 {
         self.head_cache
     }
 
     /// Whether `need` more bytes (plus the 8-byte slack) fit, re-reading
     /// `head` only if the cached copy says no.
+    #[inline]
     fn room(&mut self, r: &Region, need: u64) -> Result<bool> {
         let cap = self.lay.cap;
         if self.tail + need + FRAME_HEADER - self.head_cache <= cap {
@@ -240,6 +258,7 @@ impl ProducerCore {
     }
 
     /// Append a frame header at `tail` (its payload is written already).
+    #[inline]
     fn push_frame(&mut self, r: &Region, kind: u32, len: u64) -> Result<()> {
         let h = len | (kind as u64) << 32;
         if self.pending.is_none() {
@@ -257,6 +276,7 @@ impl ProducerCore {
     /// Find room for a frame of `len` payload bytes (`len <= max`), padding
     /// to the end of the lap if it does not fit before it. `Some(offset)`
     /// of the payload in the region, or `None` when there is no room now.
+    #[inline]
     pub(crate) fn reserve(&mut self, r: &Region, len: u64) -> Result<Option<usize>> {
         debug_assert!(len <= max_message(self.lay.cap));
         let flen = frame_len(len);
@@ -285,12 +305,14 @@ impl ProducerCore {
 
     /// Commit the frame reserved last, with `len` payload bytes (not more
     /// than reserved). Not visible until [`publish`](Self::publish).
+    #[inline]
     pub(crate) fn commit(&mut self, r: &Region, len: u64) -> Result<()> {
         self.push_frame(r, KIND_DATA, len)
     }
 
     /// Make every committed frame visible to the consumer and wake it if it
     /// sleeps.
+    #[inline]
     pub(crate) fn publish(&mut self, r: &Region) -> Result<()> {
         let Some((pos, h)) = self.pending.take() else {
             return Ok(());
@@ -335,12 +357,14 @@ impl ConsumerCore {
     }
 
     /// Offset of the header word the consumer waits on.
+    #[inline]
     pub(crate) fn head_header_off(&self) -> usize {
         self.lay.header_off(self.head)
     }
 
     /// The next committed message: `(payload offset, len)`, or `None` if
     /// nothing is committed at `head`. Skips padding.
+    #[inline]
     pub(crate) fn peek(&mut self, r: &Region) -> Result<Option<(usize, usize)>> {
         let cap = self.lay.cap;
         // At most one padding frame precedes a message: padding never
@@ -386,12 +410,14 @@ impl ConsumerCore {
     }
 
     /// Step past the message `peek` returned (`len` bytes).
+    #[inline]
     pub(crate) fn advance(&mut self, len: usize) {
         self.head += frame_len(len as u64);
     }
 
     /// Store `head` so the producer can reuse the space, and wake it if it
     /// sleeps. Cheap when nothing was consumed.
+    #[inline]
     pub(crate) fn release(&mut self, r: &Region) -> Result<()> {
         if self.head == self.released {
             return Ok(());
@@ -407,6 +433,7 @@ impl ConsumerCore {
 
     /// Release once a quarter of the ring has been consumed since the last
     /// release (callers also release before they wait, and on drop).
+    #[inline]
     pub(crate) fn release_lazily(&mut self, r: &Region) -> Result<()> {
         if self.head - self.released >= self.lay.cap / 4 {
             self.release(r)?;

@@ -44,6 +44,8 @@ pub(crate) struct Options {
     pub(crate) full: bool,
     pub(crate) pin: bool,
     pub(crate) only: Option<Vec<String>>,
+    /// Keep only rows whose transport name contains one of these.
+    pub(crate) rows: Option<Vec<String>>,
 }
 
 fn fd_pair(kind: &str) -> (OwnedFd, OwnedFd) {
@@ -353,7 +355,12 @@ pub(crate) fn run(opts: &Options) {
         if pin { "" } else { "not " },
         STREAM_BATCH
     );
-    let steps: usize = ROWS
+    let rows_wanted: Vec<_> = ROWS
+        .iter()
+        .filter(|r| opts.rows.as_ref().is_none_or(|w| w.iter().any(|x| r.1.contains(x.as_str()))))
+        .copied()
+        .collect();
+    let steps: usize = rows_wanted
         .iter()
         .map(|r| {
             (r.2 as usize) * (wanted("T64") as usize + wanted("T8") as usize)
@@ -371,7 +378,7 @@ pub(crate) fn run(opts: &Options) {
         let _ = std::io::stderr().flush();
     };
     let mut rows = Vec::new();
-    for &(label, transport, t, l) in ROWS {
+    for &(label, transport, t, l) in &rows_wanted {
         let mut row = Row {
             label,
             ..Row::default()

@@ -6,7 +6,7 @@ mod child;
 mod floor;
 
 const USAGE: &str = "\
-usage: ringway bench [--full] [--no-pin] [--only T64,T8,L]
+usage: ringway bench [--full] [--no-pin] [--only T64,T8,L] [--rows ringway,pipe,...]
 
   bench   ringway side by side with pipes, socketpairs and a bare spinning
           shared-memory ring, in real processes, with every message checked.
@@ -31,6 +31,10 @@ fn main() {
                     "--only" => {
                         let Some(v) = it.next() else { usage_exit() };
                         opts.only = Some(v.split(',').map(str::to_owned).collect());
+                    }
+                    "--rows" => {
+                        let Some(v) = it.next() else { usage_exit() };
+                        opts.rows = Some(v.split(',').map(str::to_owned).collect());
                     }
                     "-h" | "--help" => {
                         print!("{USAGE}");
