@@ -307,7 +307,9 @@ impl Producer {
         // way, which re-checks all of it.
         let r = self.seg.region();
         let lay = self.core.layout();
-        if len as u64 <= ring::max_message(lay.cap) && ring::closed_bits(r, lay) & CONSUMER_CLOSED == 0 {
+        if len as u64 <= ring::max_message(lay.cap)
+            && ring::closed_bits(r, lay) & CONSUMER_CLOSED == 0
+        {
             if let Ok(Some(off)) = self.core.reserve(r, len as u64) {
                 return Ok(off);
             }

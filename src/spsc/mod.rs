@@ -4,7 +4,7 @@
 //! the segment, exchange variable-size byte messages through a ring in
 //! shared memory. Sending and receiving make no system call unless the other
 //! side sleeps; a side with nothing to do spins briefly, yields, then sleeps
-//! on a futex ([`WaitStrategy`]).
+//! on a futex ([`WaitStrategy`](crate::WaitStrategy)).
 //!
 //! ```
 //! use ringway::spsc::{Consumer, Producer};
@@ -26,13 +26,13 @@
 //!   the consumer goes away first.
 //! - When the producer is dropped, or its process dies, the consumer
 //!   receives everything that was published and then
-//!   [`RecvError::Disconnected`]. A message the dead producer had claimed
+//!   [`RecvError::Disconnected`](crate::RecvError::Disconnected). A message the dead producer had claimed
 //!   but not committed is never seen.
 //! - When the consumer is dropped or dies, a producer that waits for room
-//!   gets [`SendError::Disconnected`] (with its message) instead of hanging;
+//!   gets [`SendError::Disconnected`](crate::SendError::Disconnected) (with its message) instead of hanging;
 //!   a dropped consumer is noticed at the next send.
 //! - An end is attached once: opening an end that is in use gives
-//!   [`Error::InUse`]; opening one that was closed gives [`Error::Closed`].
+//!   [`Error::InUse`](crate::Error::InUse); opening one that was closed gives [`Error::Closed`](crate::Error::Closed).
 
 #[cfg(not(loom))]
 mod handles;

@@ -357,7 +357,11 @@ pub(crate) fn run(opts: &Options) {
     );
     let rows_wanted: Vec<_> = ROWS
         .iter()
-        .filter(|r| opts.rows.as_ref().is_none_or(|w| w.iter().any(|x| r.1.contains(x.as_str()))))
+        .filter(|r| {
+            opts.rows
+                .as_ref()
+                .is_none_or(|w| w.iter().any(|x| r.1.contains(x.as_str())))
+        })
         .copied()
         .collect();
     let steps: usize = rows_wanted
