@@ -79,6 +79,13 @@ pub enum Error {
         /// Which end.
         role: &'static str,
     },
+    /// Every peer slot of the segment is taken.
+    TooManyPeers {
+        /// The segment's name.
+        segment: String,
+        /// How many handles it takes at once.
+        slots: u32,
+    },
     /// The segment's creator did not finish initialising it in time.
     NotReady {
         /// The segment's name.
@@ -126,6 +133,10 @@ impl fmt::Display for Error {
             Error::Closed { segment, role } => {
                 write!(f, "segment {segment:?}: the {role} end was closed")
             }
+            Error::TooManyPeers { segment, slots } => write!(
+                f,
+                "segment {segment:?}: all {slots} peer slots are taken; drop a handle first"
+            ),
             Error::NotReady { segment } => write!(
                 f,
                 "segment {segment:?}: its creator did not finish initialising it in time"

@@ -33,7 +33,6 @@ pub(crate) const CLOSED_OFF: usize = CONTROL_OFF;
 /// How many dead peers were found and reaped, u32.
 pub(crate) const REAPED_OFF: usize = CONTROL_OFF + 4;
 /// Messages lost in flight in dead processes, u64.
-#[allow(dead_code)] // reserved for the multi-producer ring's recovery
 pub(crate) const LOST_OFF: usize = CONTROL_OFF + 8;
 /// Offset of the peer table.
 pub(crate) const PEERS_OFF: usize = 256;
@@ -46,6 +45,9 @@ pub(crate) const PEER_ENTRY: usize = 64;
 pub enum Kind {
     /// A single-producer single-consumer byte ring ([`crate::spsc`]).
     Spsc = 1,
+    /// A multi-producer multi-consumer queue of fixed-size slots
+    /// ([`crate::mpmc`]).
+    Mpmc = 2,
 }
 
 impl Kind {
@@ -53,6 +55,7 @@ impl Kind {
     pub fn from_code(code: u32) -> Option<Kind> {
         match code {
             1 => Some(Kind::Spsc),
+            2 => Some(Kind::Mpmc),
             _ => None,
         }
     }
@@ -60,6 +63,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Spsc => "spsc",
+            Kind::Mpmc => "mpmc",
         }
     }
 }

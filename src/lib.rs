@@ -74,6 +74,7 @@
 pub mod error;
 mod failpoint;
 mod header;
+pub mod mpmc;
 #[cfg(not(loom))]
 mod peer;
 mod region;

@@ -110,9 +110,60 @@ pub(crate) fn attach(seg: &Segment, slot: u32, role: u32) -> Result<Attach> {
     let state = slot_state(seg, slot)?;
     // ORDERING: Acquire — pairs with the Release stores of earlier owners.
     if state.load(Ordering::Acquire) != FREE {
-        let _ = ofd_lock(seg, slot, libc::F_OFD_SETLK, libc::F_UNLCK as libc::c_short);
+        unlock(seg, slot);
         return Ok(Attach::UsedBefore);
     }
+    write_identity(seg, slot, role);
+    // ORDERING: Release — publishes role/pid for `inspect`; pairs with the
+    // Acquire load in `liveness`.
+    state.store(ACTIVE, Ordering::Release);
+    Ok(Attach::Attached)
+}
+
+/// Take any free (or cleanly closed) slot for a handle of `role`: the
+/// multi-peer kinds reuse slots. `Ok(None)` when the table is full. A slot
+/// whose owner died stays taken until [`reap`] has recovered it.
+pub(crate) fn attach_any(seg: &Segment, role: u32) -> Result<Option<u32>> {
+    for slot in 0..seg.header().peer_slots {
+        let state = slot_state(seg, slot)?;
+        // ORDERING: Relaxed — a hint to skip busy slots; the lock decides.
+        if !matches!(state.load(Ordering::Relaxed), FREE | CLOSED) {
+            continue;
+        }
+        match ofd_lock(seg, slot, libc::F_OFD_SETLK, libc::F_WRLCK as libc::c_short) {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => {
+                continue
+            }
+            Err(source) => {
+                return Err(Error::Io {
+                    op: "fcntl(F_OFD_SETLK)",
+                    segment: seg.name().to_owned(),
+                    source,
+                })
+            }
+        }
+        // ORDERING: Acquire — pairs with the Release stores of the slot's
+        // earlier owner and reaper: its claim is settled.
+        if !matches!(state.load(Ordering::Acquire), FREE | CLOSED) {
+            unlock(seg, slot);
+            continue;
+        }
+        write_identity(seg, slot, role);
+        set_claim(seg, slot, 0)?;
+        // ORDERING: Release — publishes role/pid; pairs with the Acquire
+        // loads in `liveness` and `scan`.
+        state.store(ACTIVE, Ordering::Release);
+        return Ok(Some(slot));
+    }
+    Ok(None)
+}
+
+fn unlock(seg: &Segment, slot: u32) {
+    let _ = ofd_lock(seg, slot, libc::F_OFD_SETLK, libc::F_UNLCK as libc::c_short);
+}
+
+fn write_identity(seg: &Segment, slot: u32, role: u32) {
     let r = seg.region();
     let off = entry_off(slot);
     let now = std::time::SystemTime::now()
@@ -123,10 +174,77 @@ pub(crate) fn attach(seg: &Segment, slot: u32, role: u32) -> Result<Attach> {
     // SAFETY: getpid has no preconditions.
     r.write(off + 8, &(unsafe { libc::getpid() } as u32).to_ne_bytes());
     r.write(off + 16, &now.to_ne_bytes());
-    // ORDERING: Release — publishes role/pid for `inspect`; pairs with the
-    // Acquire load in `liveness`.
-    state.store(ACTIVE, Ordering::Release);
-    Ok(Attach::Attached)
+}
+
+/// The `claim` word of `slot`: `position + 1` of the slot its owner is
+/// claiming or holds, 0 for none.
+pub(crate) fn claim_word(seg: &Segment, slot: u32) -> Result<&crate::sync::AtomicU64> {
+    seg.region()
+        .u64_at(entry_off(slot) + 24)
+        .ok_or_else(|| seg.corrupted(format!("peer slot {slot} out of bounds")))
+}
+
+fn set_claim(seg: &Segment, slot: u32, v: u64) -> Result<()> {
+    // ORDERING: Relaxed — published by the Release store of ACTIVE.
+    claim_word(seg, slot)?.store(v, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The role recorded in `slot` (meaningful while it is ACTIVE).
+pub(crate) fn role(seg: &Segment, slot: u32) -> u32 {
+    let mut b = [0u8; 4];
+    seg.region().read(entry_off(slot) + 4, &mut b);
+    u32::from_ne_bytes(b)
+}
+
+/// The state word of `slot`, loaded with Acquire.
+pub(crate) fn state(seg: &Segment, slot: u32) -> Result<u32> {
+    // ORDERING: Acquire — pairs with the Release stores of attach/detach.
+    Ok(slot_state(seg, slot)?.load(Ordering::Acquire))
+}
+
+/// If the owner of `slot` is dead, lock the slot, run `recover` (which
+/// settles the dead owner's claim), mark it reusable, and return `true`.
+/// `false` if it is alive, free or closed.
+pub(crate) fn reap(
+    seg: &Segment,
+    slot: u32,
+    recover: &mut dyn FnMut(u32) -> Result<()>,
+) -> Result<bool> {
+    let state = slot_state(seg, slot)?;
+    // ORDERING: Acquire — as in `liveness`.
+    if !matches!(state.load(Ordering::Acquire), ACTIVE | DEAD) {
+        return Ok(false);
+    }
+    // Taking the lock proves the owner is gone, and keeps anyone from
+    // attaching to the slot while we settle its claim.
+    match ofd_lock(seg, slot, libc::F_OFD_SETLK, libc::F_WRLCK as libc::c_short) {
+        Ok(_) => {}
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => {
+            return Ok(false)
+        }
+        Err(source) => {
+            return Err(Error::Io {
+                op: "fcntl(F_OFD_SETLK)",
+                segment: seg.name().to_owned(),
+                source,
+            })
+        }
+    }
+    // ORDERING: Acquire — re-read under the lock: a clean detach stores
+    // CLOSED before it unlocks.
+    let res = if matches!(state.load(Ordering::Acquire), ACTIVE | DEAD) {
+        recover(slot).map(|()| {
+            // ORDERING: Release — the claim is settled before the slot is
+            // seen reusable; pairs with the Acquire in `attach_any`.
+            state.store(CLOSED, Ordering::Release);
+            true
+        })
+    } else {
+        Ok(false)
+    };
+    unlock(seg, slot);
+    res
 }
 
 /// Give `slot` back: mark it closed, then drop the lock.
@@ -136,7 +254,7 @@ pub(crate) fn detach(seg: &Segment, slot: u32) {
         // also sees everything this handle published before.
         state.store(CLOSED, Ordering::Release);
     }
-    let _ = ofd_lock(seg, slot, libc::F_OFD_SETLK, libc::F_UNLCK as libc::c_short);
+    unlock(seg, slot);
 }
 
 /// Whether the owner of `slot` is alive. Never call it for a slot this

@@ -104,6 +104,17 @@ impl Segment {
     /// Create a named segment (`O_CREAT | O_EXCL`, `mode`), or an anonymous
     /// one when `name` is `None`, and initialise it to `READY`.
     pub(crate) fn create(name: Option<&str>, spec: Spec, mode: u32) -> Result<Segment> {
+        Self::create_with(name, spec, mode, &|_| Ok(()))
+    }
+
+    /// [`create`](Self::create), running `init` on the zeroed region before
+    /// it is published READY.
+    pub(crate) fn create_with(
+        name: Option<&str>,
+        spec: Spec,
+        mode: u32,
+        init: &dyn Fn(&Region) -> Result<()>,
+    ) -> Result<Segment> {
         let total = kind_off(spec.peer_slots)
             .checked_add(spec.kind_size)
             .ok_or_else(|| Error::InvalidArgument("segment size overflows".into()))?;
@@ -211,6 +222,7 @@ impl Segment {
             spec.peer_slots,
         );
         header.checksum = header.compute_checksum();
+        init(&region).map_err(cleanup)?;
         header::publish(&region, &header);
         header.state = header::READY;
         Ok(Segment {
@@ -377,6 +389,15 @@ impl Segment {
     pub(crate) fn set_unlink_on_drop(&mut self, yes: bool) {
         self.unlink_on_drop = yes && self.name.is_some();
     }
+    /// Give an error from a ring core (which does not know the name) the
+    /// segment's name.
+    pub(crate) fn named(&self, e: Error) -> Error {
+        match e {
+            Error::Corrupted { detail, .. } => self.corrupted(detail),
+            other => other,
+        }
+    }
+
     pub(crate) fn corrupted(&self, detail: impl Into<String>) -> Error {
         Error::Corrupted {
             segment: self.name().to_owned(),

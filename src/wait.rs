@@ -199,6 +199,31 @@ pub(crate) fn sleep(
     waiters.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// How long a blocking call may wait.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Until {
+    /// Do not wait.
+    Now,
+    /// Wait until then.
+    Deadline(Instant),
+    /// Wait as long as it takes.
+    Forever,
+}
+
+impl Until {
+    pub(crate) fn after(t: Duration) -> Until {
+        Instant::now()
+            .checked_add(t)
+            .map_or(Until::Forever, Until::Deadline)
+    }
+    pub(crate) fn deadline(self) -> Option<Instant> {
+        match self {
+            Until::Deadline(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
 /// Back-off state for one blocking call.
 #[derive(Debug)]
 pub(crate) struct Backoff {

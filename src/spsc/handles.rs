@@ -7,11 +7,11 @@ use crate::header::{Header, Kind, CLOSED_OFF, REAPED_OFF};
 use crate::peer::{self, Liveness};
 use crate::segment::{self, Segment, Spec};
 use crate::sync::Ordering;
-use crate::wait::{Backoff, Next, WaitStrategy};
+use crate::wait::{Backoff, Next, Until, WaitStrategy};
 use ring::{ConsumerCore, Layout, ProducerCore, CONSUMER_CLOSED, PRODUCER_CLOSED};
 use std::ops::{Deref, DerefMut};
 use std::os::fd::BorrowedFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Peer slot (and role code) of the producer.
 const PRODUCER_SLOT: u32 = 0;
@@ -19,28 +19,6 @@ const PRODUCER_SLOT: u32 = 0;
 const CONSUMER_SLOT: u32 = 1;
 /// Default permissions of a named segment.
 const DEFAULT_MODE: u32 = 0o600;
-
-/// How long a blocking call may wait.
-#[derive(Clone, Copy, Debug)]
-enum Until {
-    Now,
-    Deadline(Instant),
-    Forever,
-}
-
-impl Until {
-    fn after(t: Duration) -> Until {
-        Instant::now()
-            .checked_add(t)
-            .map_or(Until::Forever, Until::Deadline)
-    }
-    fn deadline(self) -> Option<Instant> {
-        match self {
-            Until::Deadline(d) => Some(d),
-            _ => None,
-        }
-    }
-}
 
 /// Round a requested capacity up to a power of two in range.
 fn data_capacity(capacity: usize) -> Result<u64> {
@@ -97,14 +75,6 @@ pub(crate) fn validate(h: &Header) -> std::result::Result<(), (&'static str, Str
 
 fn layout(seg: &Segment) -> Layout {
     Layout::in_segment(seg.header().kind_off(), CLOSED_OFF, seg.header().param_a)
-}
-
-/// Give a core error the segment's name.
-fn named(seg: &Segment, e: Error) -> Error {
-    match e {
-        Error::Corrupted { detail, .. } => seg.corrupted(detail),
-        other => other,
-    }
 }
 
 /// Attach `slot` of `seg` for this handle, refusing an end in use or used
@@ -297,7 +267,7 @@ impl Producer {
         self.core
             .commit(r, len as u64)
             .and_then(|()| self.core.publish(r))
-            .map_err(|e| named(&self.seg, e))
+            .map_err(|e| self.seg.named(e))
     }
 
     /// Find room for `len` bytes, waiting per `until`; the payload offset.
@@ -333,12 +303,12 @@ impl Producer {
             match self.core.reserve(r, len as u64) {
                 Ok(Some(off)) => return Ok(off),
                 Ok(None) => {}
-                Err(e) => return Err(SendError::Failed((), named(&self.seg, e))),
+                Err(e) => return Err(SendError::Failed((), self.seg.named(e))),
             }
             // Whatever a batch has committed must be visible before we wait,
             // or the consumer could be waiting for it while we wait for it.
             if let Err(e) = self.core.publish(r) {
-                return Err(SendError::Failed((), named(&self.seg, e)));
+                return Err(SendError::Failed((), self.seg.named(e)));
             }
             if matches!(until, Until::Now) {
                 return Err(SendError::Full(()));
@@ -492,7 +462,7 @@ impl WriteBatch<'_> {
         r.write(off, msg).expect("reserve checked the bounds");
         p.core
             .commit(r, msg.len() as u64)
-            .map_err(|e| SendError::Failed((), named(&p.seg, e)))?;
+            .map_err(|e| SendError::Failed((), p.seg.named(e)))?;
         self.frames += 1;
         Ok(())
     }
@@ -505,7 +475,7 @@ impl WriteBatch<'_> {
         let r = p.seg.region();
         p.core
             .commit(r, len as u64)
-            .map_err(|e| SendError::Failed((), named(&p.seg, e)))?;
+            .map_err(|e| SendError::Failed((), p.seg.named(e)))?;
         self.frames += 1;
         // SAFETY: `[off, off + len)` was reserved above and its frame is not
         // published before this batch is, which needs `&mut self` again, so
@@ -527,7 +497,7 @@ impl WriteBatch<'_> {
     pub fn publish(self) -> Result<()> {
         let p = &mut *self.producer;
         let r = p.seg.region();
-        let res = p.core.publish(r).map_err(|e| named(&p.seg, e));
+        let res = p.core.publish(r).map_err(|e| p.seg.named(e));
         std::mem::forget(self);
         res
     }
@@ -610,15 +580,15 @@ impl Consumer {
         let mut backoff: Option<Backoff> = None;
         loop {
             let r = self.seg.region();
-            if let Some(m) = self.core.peek(r).map_err(|e| named(&self.seg, e))? {
+            if let Some(m) = self.core.peek(r).map_err(|e| self.seg.named(e))? {
                 return Ok(m);
             }
             // Empty: give the consumed space back before waiting, so a
             // producer waiting for room can go on.
-            self.core.release(r).map_err(|e| named(&self.seg, e))?;
+            self.core.release(r).map_err(|e| self.seg.named(e))?;
             if ring::closed_bits(r, &lay) & PRODUCER_CLOSED != 0 {
                 // Frames published before the close are visible now.
-                match self.core.peek(r).map_err(|e| named(&self.seg, e))? {
+                match self.core.peek(r).map_err(|e| self.seg.named(e))? {
                     Some(m) => return Ok(m),
                     None => return Err(RecvError::Disconnected),
                 }
@@ -665,7 +635,7 @@ impl Consumer {
         self.core.advance(len);
         self.core
             .release_lazily(self.seg.region())
-            .map_err(|e| RecvError::Failed(named(&self.seg, e)))
+            .map_err(|e| RecvError::Failed(self.seg.named(e)))
     }
 
     /// Copy the next message into `buf` without waiting; its length.
@@ -795,7 +765,7 @@ impl ReadBatch<'_> {
             c.core.advance(len);
         }
         let r = c.seg.region();
-        match c.core.peek(r).map_err(|e| named(&c.seg, e))? {
+        match c.core.peek(r).map_err(|e| c.seg.named(e))? {
             None => Ok(None),
             Some((off, len)) => {
                 self.last = Some(len);

@@ -1,0 +1,668 @@
+//! The mpmc handles: [`Sender`], [`Receiver`] and the read guard.
+
+use super::ring::{self, Layout, Slot, RECEIVERS_GONE, SENDERS_GONE};
+use crate::error::{Error, RecvError, Result, SendError};
+use crate::failpoint::failpoint;
+use crate::header::{Header, Kind, CLOSED_OFF, LOST_OFF};
+use crate::peer::{self, Liveness};
+use crate::segment::{Segment, Spec};
+use crate::sync::{fence, AtomicU64, Ordering};
+use crate::wait::{Backoff, Next, Until, WaitStrategy};
+use std::ops::Deref;
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+/// Peer-table role code of a sender.
+const ROLE_SENDER: u32 = 1;
+/// Peer-table role code of a receiver.
+const ROLE_RECEIVER: u32 = 2;
+/// Handles (senders + receivers) a queue can have attached at once.
+const PEER_SLOTS: u32 = 64;
+/// Default permissions of a named segment.
+const DEFAULT_MODE: u32 = 0o600;
+
+fn role_name(role: u32) -> &'static str {
+    if role == ROLE_SENDER {
+        "sender"
+    } else {
+        "receiver"
+    }
+}
+
+/// The mpmc parameters check of `segment::open`.
+fn validate(h: &Header) -> std::result::Result<(), (&'static str, String)> {
+    let (cap, slot) = (h.param_a, h.param_b);
+    if !cap.is_power_of_two() || !(2..=ring::MAX_SLOTS).contains(&cap) {
+        return Err((
+            "param_a",
+            format!("capacity {cap} is not a power of two in 2..=2^24"),
+        ));
+    }
+    if !(1..=ring::MAX_SLOT_SIZE).contains(&slot) {
+        return Err(("param_b", format!("slot size {slot} is not in 1..=2^24")));
+    }
+    if h.peer_slots < 2 {
+        return Err((
+            "peer_slots",
+            format!("{} (an mpmc queue needs 2 or more)", h.peer_slots),
+        ));
+    }
+    let want = h.kind_off() as u64 + Layout::area_size(cap, slot);
+    if h.total_size != want {
+        return Err((
+            "total_size",
+            format!(
+                "{} bytes, but {cap} slots of {slot} bytes need {want}",
+                h.total_size
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn layout(seg: &Segment) -> Layout {
+    let h = seg.header();
+    Layout::in_segment(h.kind_off(), CLOSED_OFF, LOST_OFF, h.param_a, h.param_b)
+}
+
+fn create_segment(name: Option<&str>, capacity: usize, max_message: usize) -> Result<Segment> {
+    let cap = (capacity as u64).max(2).next_power_of_two();
+    if cap > ring::MAX_SLOTS || max_message == 0 || max_message as u64 > ring::MAX_SLOT_SIZE {
+        return Err(Error::InvalidArgument(format!(
+            "capacity {capacity} must be in 1..=2^24 slots and max_message {max_message} in 1..=2^24 bytes"
+        )));
+    }
+    let slot = max_message as u64;
+    let spec = Spec {
+        kind: Kind::Mpmc,
+        param_a: cap,
+        param_b: slot,
+        peer_slots: PEER_SLOTS,
+        kind_size: Layout::area_size(cap, slot) as usize,
+    };
+    let lay = Layout::in_segment(
+        crate::header::kind_off(PEER_SLOTS),
+        CLOSED_OFF,
+        LOST_OFF,
+        cap,
+        slot,
+    );
+    Segment::create_with(name, spec, DEFAULT_MODE, &|r| ring::init(r, &lay))
+}
+
+/// One attached end, sender or receiver: the segment, its peer slot and the
+/// queue's layout.
+#[derive(Debug)]
+struct End {
+    seg: Segment,
+    lay: Layout,
+    slot: u32,
+    role: u32,
+    strategy: WaitStrategy,
+}
+
+impl End {
+    fn attach(mut seg: Segment, role: u32, creator: bool) -> Result<End> {
+        crate::wait::register_process();
+        let Some(slot) = peer::attach_any(&seg, role)? else {
+            return Err(Error::TooManyPeers {
+                segment: seg.name().to_owned(),
+                slots: seg.header().peer_slots,
+            });
+        };
+        seg.set_unlink_on_drop(creator);
+        let end = End {
+            lay: layout(&seg),
+            seg,
+            slot,
+            role,
+            strategy: WaitStrategy::default(),
+        };
+        // ORDERING: SeqCst fence — pairs with the fence in `detach_end`:
+        // either the last leaver sees our ACTIVE entry, or we see its
+        // gone bit.
+        fence(Ordering::SeqCst);
+        let gone = if role == ROLE_SENDER {
+            SENDERS_GONE
+        } else {
+            RECEIVERS_GONE
+        };
+        if ring::closed_bits(end.seg.region(), &end.lay) & gone != 0 {
+            return Err(Error::Closed {
+                segment: end.seg.name().to_owned(),
+                role: role_name(role),
+            });
+        }
+        Ok(end)
+    }
+
+    fn claim(&self) -> &AtomicU64 {
+        peer::claim_word(&self.seg, self.slot).expect("own slot validated at attach")
+    }
+
+    /// Whether any handle of `role` other than this one is attached (alive
+    /// or not yet reaped).
+    fn others_attached(&self, role: u32) -> Result<bool> {
+        for s in 0..self.seg.header().peer_slots {
+            if s != self.slot
+                && peer::state(&self.seg, s)? == peer::ACTIVE
+                && peer::role(&self.seg, s) == role
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether a live handle of `role` other than `except` holds `claim`.
+    fn live_claimer(&self, role: u32, claim: u64, except: u32) -> Result<bool> {
+        for s in 0..self.seg.header().peer_slots {
+            if s == except || s == self.slot {
+                continue;
+            }
+            if peer::state(&self.seg, s)? == peer::ACTIVE
+                && peer::role(&self.seg, s) == role
+                // ORDERING: Acquire — pairs with the Release claim CASes.
+                && peer::claim_word(&self.seg, s)?.load(Ordering::Acquire) == claim
+                && peer::liveness(&self.seg, s)? == Liveness::Alive
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Reap every dead peer: settle its claim (skip or free the slot it
+    /// held), and close the queue's side if it was the last of its role.
+    fn check_peers(&self) -> Result<()> {
+        let r = self.seg.region();
+        let mut reaped = [false; 3];
+        for s in 0..self.seg.header().peer_slots {
+            if s == self.slot || peer::state(&self.seg, s)? != peer::ACTIVE {
+                continue;
+            }
+            let role = peer::role(&self.seg, s);
+            let mut recover = |s: u32| -> Result<()> {
+                // ORDERING: Acquire — pairs with the dead peer's Release
+                // claim CAS.
+                let claim = peer::claim_word(&self.seg, s)?.load(Ordering::Acquire);
+                if claim != 0 && !self.live_claimer(role, claim, s)? {
+                    let pos = claim - 1;
+                    if role == ROLE_SENDER {
+                        ring::skip_unpublished(r, &self.lay, pos).map_err(|e| self.seg.named(e))?;
+                    } else {
+                        ring::free_unreleased(r, &self.lay, pos).map_err(|e| self.seg.named(e))?;
+                    }
+                }
+                Ok(())
+            };
+            if peer::reap(&self.seg, s, &mut recover)? {
+                if let Some(w) = r.u32_at(crate::header::REAPED_OFF) {
+                    // ORDERING: Relaxed — a statistic.
+                    w.fetch_add(1, Ordering::Relaxed);
+                }
+                reaped[(role as usize).min(2)] = true;
+            }
+        }
+        for (role, gone) in [(ROLE_SENDER, SENDERS_GONE), (ROLE_RECEIVER, RECEIVERS_GONE)] {
+            if reaped[role as usize] && role != self.role && !self.others_attached(role)? {
+                ring::close(r, &self.lay, gone);
+            }
+        }
+        Ok(())
+    }
+
+    /// Detach; close this side of the queue if this was its last handle.
+    fn detach_end(&self) {
+        peer::detach(&self.seg, self.slot);
+        // ORDERING: SeqCst fence — pairs with the fence in `attach`.
+        fence(Ordering::SeqCst);
+        let gone = if self.role == ROLE_SENDER {
+            SENDERS_GONE
+        } else {
+            RECEIVERS_GONE
+        };
+        if let Ok(false) = self.others_attached(self.role) {
+            ring::close(self.seg.region(), &self.lay, gone);
+        }
+    }
+}
+
+/// The sending end of an mpmc queue. Open as many as you like, in as many
+/// processes. `Send`, not `Sync`, not `Clone` (see [`try_clone`](Self::try_clone)).
+#[derive(Debug)]
+pub struct Sender {
+    end: End,
+    _not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
+}
+
+/// The receiving end of an mpmc queue. Open as many as you like.
+#[derive(Debug)]
+pub struct Receiver {
+    end: End,
+    /// A claimed slot whose message has not been handed out yet (after
+    /// `BufferTooShort`): the next receive returns it.
+    held: Option<u64>,
+    _not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
+}
+
+impl Sender {
+    /// Create the named queue with `capacity` slots (rounded up to a power of
+    /// two) of `max_message` bytes each, and attach as a sender. The name is
+    /// removed when this handle drops.
+    pub fn create(name: &str, capacity: usize, max_message: usize) -> Result<Sender> {
+        Sender::attach(create_segment(Some(name), capacity, max_message)?, true)
+    }
+
+    /// Create an anonymous queue (a memfd); share it by fd.
+    pub fn create_anonymous(capacity: usize, max_message: usize) -> Result<Sender> {
+        Sender::attach(create_segment(None, capacity, max_message)?, true)
+    }
+
+    /// Open the named queue as a sender.
+    pub fn open(name: &str) -> Result<Sender> {
+        Sender::attach(Segment::open(name, Kind::Mpmc, validate)?, false)
+    }
+
+    /// Open the queue behind `fd` as a sender.
+    pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Sender> {
+        Sender::attach(Segment::open_fd(fd, Kind::Mpmc, validate)?, false)
+    }
+
+    /// Another sender on the same queue (its own peer slot).
+    pub fn try_clone(&self) -> Result<Sender> {
+        Sender::from_fd(self.segment_fd())
+    }
+
+    fn attach(seg: Segment, creator: bool) -> Result<Sender> {
+        Ok(Sender {
+            end: End::attach(seg, ROLE_SENDER, creator)?,
+            _not_sync: std::marker::PhantomData,
+        })
+    }
+
+    /// The segment's file descriptor (close-on-exec).
+    pub fn segment_fd(&self) -> BorrowedFd<'_> {
+        self.end.seg.fd()
+    }
+
+    /// Slots in the queue.
+    pub fn capacity(&self) -> usize {
+        self.end.lay.cap as usize
+    }
+
+    /// The largest message, in bytes.
+    pub fn max_message_len(&self) -> usize {
+        self.end.lay.slot_size as usize
+    }
+
+    /// Choose how this end waits (default: adaptive).
+    pub fn set_wait_strategy(&mut self, s: WaitStrategy) {
+        self.end.strategy = s;
+    }
+
+    /// Messages lost in flight in dead processes so far.
+    pub fn lost(&self) -> u64 {
+        ring::lost(self.end.seg.region(), &self.end.lay)
+    }
+
+    /// Close the queue for every sender: receivers drain it, then get
+    /// `Disconnected`. Other senders' sends fail with `Disconnected`.
+    pub fn close(&self) {
+        ring::close(self.end.seg.region(), &self.end.lay, SENDERS_GONE);
+    }
+
+    /// Send without waiting (`Full` if no slot is free now).
+    #[inline]
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError<()>> {
+        self.send_until(msg, Until::Now)
+    }
+
+    /// Send, waiting as long as it takes for a free slot.
+    #[inline]
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError<()>> {
+        self.send_until(msg, Until::Forever)
+    }
+
+    /// Send, waiting at most `timeout`.
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendError<()>> {
+        self.send_until(msg, Until::after(timeout))
+    }
+
+    #[inline]
+    fn send_until(&mut self, msg: &[u8], until: Until) -> Result<(), SendError<()>> {
+        let pos = self.claim_until(msg.len(), until)?;
+        let (r, lay) = (self.end.seg.region(), &self.end.lay);
+        r.write(lay.payload(pos), msg)
+            .expect("slot checked at open");
+        failpoint!("mpmc.after_claim");
+        ring::publish(r, lay, pos, msg.len() as u32)
+            .map_err(|e| SendError::Failed((), self.end.seg.named(e)))
+    }
+
+    #[inline]
+    fn claim_until(&mut self, len: usize, until: Until) -> Result<u64, SendError<()>> {
+        let (r, lay) = (self.end.seg.region(), &self.end.lay);
+        if len as u64 <= lay.slot_size
+            && ring::closed_bits(r, lay) & (RECEIVERS_GONE | SENDERS_GONE) == 0
+        {
+            if let Ok(Some(pos)) = ring::claim_send(r, lay, self.end.claim()) {
+                return Ok(pos);
+            }
+        }
+        self.claim_slow(len, until)
+    }
+
+    #[inline(never)]
+    fn claim_slow(&mut self, len: usize, until: Until) -> Result<u64, SendError<()>> {
+        let end = &self.end;
+        let (r, lay) = (end.seg.region(), &end.lay);
+        if len as u64 > lay.slot_size {
+            return Err(SendError::TooLarge {
+                msg: (),
+                max: lay.slot_size as usize,
+            });
+        }
+        let failed = |e: Error| SendError::Failed((), end.seg.named(e));
+        let mut backoff: Option<Backoff> = None;
+        loop {
+            if ring::closed_bits(r, lay) & (RECEIVERS_GONE | SENDERS_GONE) != 0 {
+                return Err(SendError::Disconnected(()));
+            }
+            if let Some(pos) = ring::claim_send(r, lay, end.claim()).map_err(failed)? {
+                return Ok(pos);
+            }
+            if matches!(until, Until::Now) {
+                return Err(SendError::Full(()));
+            }
+            let b = backoff.get_or_insert_with(|| Backoff::new(end.strategy));
+            let (enq, _) = ring::positions(r, lay).map_err(failed)?;
+            let (enq_w, seq_w) = (r.u64_at(lay.enq), r.u64_at(lay.slot(enq)));
+            let mut ready = || {
+                // ORDERING: Relaxed — a wake-up hint; the claim re-checks.
+                enq_w.is_none_or(|w| w.load(Ordering::Relaxed) != enq)
+                    || seq_w.is_none_or(|w| w.load(Ordering::Relaxed) & !ring::SKIPPED == enq)
+                    || ring::closed_bits(r, lay) & (RECEIVERS_GONE | SENDERS_GONE) != 0
+            };
+            match b.snooze(r, lay.space_wait, until.deadline(), &mut ready) {
+                Next::Retry => {}
+                Next::TimedOut => return Err(SendError::Timeout(())),
+                Next::CheckPeers => end.check_peers().map_err(|e| SendError::Failed((), e))?,
+            }
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.end.detach_end();
+    }
+}
+
+impl Receiver {
+    /// Create the named queue with `capacity` slots (rounded up to a power of
+    /// two) of `max_message` bytes each, and attach as a receiver. The name
+    /// is removed when this handle drops.
+    pub fn create(name: &str, capacity: usize, max_message: usize) -> Result<Receiver> {
+        Receiver::attach(create_segment(Some(name), capacity, max_message)?, true)
+    }
+
+    /// Open the named queue as a receiver.
+    pub fn open(name: &str) -> Result<Receiver> {
+        Receiver::attach(Segment::open(name, Kind::Mpmc, validate)?, false)
+    }
+
+    /// Open the queue behind `fd` as a receiver.
+    pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Receiver> {
+        Receiver::attach(Segment::open_fd(fd, Kind::Mpmc, validate)?, false)
+    }
+
+    /// Another receiver on the same queue (its own peer slot).
+    pub fn try_clone(&self) -> Result<Receiver> {
+        Receiver::from_fd(self.segment_fd())
+    }
+
+    fn attach(seg: Segment, creator: bool) -> Result<Receiver> {
+        Ok(Receiver {
+            end: End::attach(seg, ROLE_RECEIVER, creator)?,
+            held: None,
+            _not_sync: std::marker::PhantomData,
+        })
+    }
+
+    /// The segment's file descriptor (close-on-exec).
+    pub fn segment_fd(&self) -> BorrowedFd<'_> {
+        self.end.seg.fd()
+    }
+
+    /// Slots in the queue.
+    pub fn capacity(&self) -> usize {
+        self.end.lay.cap as usize
+    }
+
+    /// Choose how this end waits (default: adaptive).
+    pub fn set_wait_strategy(&mut self, s: WaitStrategy) {
+        self.end.strategy = s;
+    }
+
+    /// Messages lost in flight in dead processes so far (each dead sender
+    /// or receiver loses at most the one message it held).
+    pub fn lost(&self) -> u64 {
+        ring::lost(self.end.seg.region(), &self.end.lay)
+    }
+
+    /// The next message's position and `(offset, len)`, claimed, waiting per
+    /// `until`. Skipped slots are freed on the way.
+    #[inline]
+    fn next_until(&mut self, until: Until) -> Result<(u64, usize, usize), RecvError> {
+        loop {
+            let pos = match self.held {
+                Some(p) => p,
+                None => {
+                    let p = self.claim_until(until)?;
+                    self.held = Some(p);
+                    p
+                }
+            };
+            let (r, lay) = (self.end.seg.region(), &self.end.lay);
+            match ring::slot_message(r, lay, pos).map_err(|e| self.end.seg.named(e))? {
+                Slot::Message(off, len) => return Ok((pos, off, len)),
+                Slot::Skipped => {
+                    self.held = None;
+                    ring::free(r, lay, pos).map_err(|e| self.end.seg.named(e))?;
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn claim_until(&mut self, until: Until) -> Result<u64, RecvError> {
+        let (r, lay) = (self.end.seg.region(), &self.end.lay);
+        if let Ok(Some(pos)) = ring::claim_recv(r, lay, self.end.claim()) {
+            return Ok(pos);
+        }
+        self.claim_slow(until)
+    }
+
+    #[inline(never)]
+    fn claim_slow(&mut self, until: Until) -> Result<u64, RecvError> {
+        let end = &self.end;
+        let (r, lay) = (end.seg.region(), &end.lay);
+        let failed = |e: Error| RecvError::Failed(end.seg.named(e));
+        let mut backoff: Option<Backoff> = None;
+        loop {
+            if let Some(pos) = ring::claim_recv(r, lay, end.claim()).map_err(failed)? {
+                return Ok(pos);
+            }
+            if ring::closed_bits(r, lay) & SENDERS_GONE != 0 {
+                // Everything published before the close is visible now.
+                return match ring::claim_recv(r, lay, end.claim()).map_err(failed)? {
+                    Some(pos) => Ok(pos),
+                    None => Err(RecvError::Disconnected),
+                };
+            }
+            if matches!(until, Until::Now) {
+                return Err(RecvError::Empty);
+            }
+            let b = backoff.get_or_insert_with(|| Backoff::new(end.strategy));
+            let (_, deq) = ring::positions(r, lay).map_err(failed)?;
+            let (deq_w, seq_w) = (r.u64_at(lay.deq), r.u64_at(lay.slot(deq)));
+            let mut ready = || {
+                // ORDERING: Relaxed — a wake-up hint; the claim re-checks.
+                deq_w.is_none_or(|w| w.load(Ordering::Relaxed) != deq)
+                    || seq_w.is_none_or(|w| w.load(Ordering::Relaxed) & !ring::SKIPPED == deq + 1)
+                    || ring::closed_bits(r, lay) & SENDERS_GONE != 0
+            };
+            match b.snooze(r, lay.data_wait, until.deadline(), &mut ready) {
+                Next::Retry => {}
+                Next::TimedOut => return Err(RecvError::Timeout),
+                Next::CheckPeers => end.check_peers()?,
+            }
+        }
+    }
+
+    fn finish(&mut self, pos: u64) -> Result<(), RecvError> {
+        self.held = None;
+        ring::free(self.end.seg.region(), &self.end.lay, pos)
+            .map_err(|e| RecvError::Failed(self.end.seg.named(e)))
+    }
+
+    #[inline]
+    fn recv_until(&mut self, buf: &mut [u8], until: Until) -> Result<usize, RecvError> {
+        let (pos, off, len) = self.next_until(until)?;
+        if len > buf.len() {
+            // The message stays claimed by this receiver: the next receive
+            // returns it.
+            return Err(RecvError::BufferTooShort { needed: len });
+        }
+        self.end
+            .seg
+            .region()
+            .read(off, &mut buf[..len])
+            .expect("slot checked");
+        failpoint!("mpmc.consumer_after_claim");
+        self.finish(pos)?;
+        Ok(len)
+    }
+
+    /// Copy the next message into `buf` without waiting; its length. On
+    /// `BufferTooShort` the message is kept for this receiver's next call.
+    #[inline]
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        self.recv_until(buf, Until::Now)
+    }
+
+    /// Copy the next message into `buf`, waiting for one.
+    #[inline]
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        self.recv_until(buf, Until::Forever)
+    }
+
+    /// Copy the next message into `buf`, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, RecvError> {
+        self.recv_until(buf, Until::after(timeout))
+    }
+
+    /// The next message as a new `Vec`, waiting for one.
+    pub fn recv_vec(&mut self) -> Result<Vec<u8>, RecvError> {
+        Ok(self.read()?.to_vec())
+    }
+
+    fn read_until(&mut self, until: Until) -> Result<ReadGuard<'_>, RecvError> {
+        let (pos, off, len) = self.next_until(until)?;
+        Ok(ReadGuard {
+            receiver: self,
+            pos,
+            off,
+            len,
+        })
+    }
+
+    /// Borrow the next message in its slot (zero-copy), waiting for one; the
+    /// slot is freed when the guard drops.
+    pub fn read(&mut self) -> Result<ReadGuard<'_>, RecvError> {
+        self.read_until(Until::Forever)
+    }
+
+    /// [`read`](Self::read) without waiting.
+    pub fn try_read(&mut self) -> Result<ReadGuard<'_>, RecvError> {
+        self.read_until(Until::Now)
+    }
+
+    /// [`read`](Self::read), waiting at most `timeout`.
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_>, RecvError> {
+        self.read_until(Until::after(timeout))
+    }
+
+    /// A blocking iterator over messages as `Vec`s; it ends when every
+    /// sender is gone and the queue is drained.
+    pub fn iter(&mut self) -> Iter<'_> {
+        Iter {
+            receiver: self,
+            done: false,
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(pos) = self.held.take() {
+            // A message kept after BufferTooShort and never read: it is
+            // dropped with this receiver.
+            let _ = ring::free(self.end.seg.region(), &self.end.lay, pos);
+        }
+        self.end.detach_end();
+    }
+}
+
+/// A message borrowed in its slot; the slot is freed on drop.
+#[derive(Debug)]
+pub struct ReadGuard<'a> {
+    receiver: &'a mut Receiver,
+    pos: u64,
+    off: usize,
+    len: usize,
+}
+
+impl Deref for ReadGuard<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: this receiver claimed the slot (its CAS on `deq`) and has
+        // not freed it: no correct peer writes it until `free`, which needs
+        // this guard's drop.
+        unsafe { self.receiver.end.seg.region().slice(self.off, self.len) }.expect("slot checked")
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.receiver.finish(self.pos);
+    }
+}
+
+/// Blocking iterator from [`Receiver::iter`].
+#[derive(Debug)]
+pub struct Iter<'a> {
+    receiver: &'a mut Receiver,
+    done: bool,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Result<Vec<u8>, Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.receiver.recv_vec() {
+            Ok(v) => Some(Ok(v)),
+            Err(RecvError::Failed(e)) => {
+                self.done = true;
+                Some(Err(e))
+            }
+            Err(_) => {
+                self.done = true;
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Multi-producer multi-consumer queue between processes: the tutorial's
+//! `multiprocessing.Queue`, without sentinels, surviving crashes.
+//!
+//! Any number of [`Sender`]s and [`Receiver`]s, in any processes that can
+//! open the segment, share one bounded queue of fixed-size slots. Each
+//! message goes to exactly one receiver. Sending and receiving are
+//! lock-free (a CAS on a shared position) and make no system call unless
+//! someone sleeps.
+//!
+//! ```
+//! use ringway::mpmc::{Receiver, Sender};
+//! # let name = format!("doc-mpmc-{}", std::process::id());
+//! // Three chefs and two foodies would each open their end by name.
+//! let mut rx = Receiver::create(&name, 64, 32)?; // 64 slots of 32 bytes
+//! let mut chef = Sender::open(&name)?;
+//! chef.send(b"steamed bun")?;
+//! drop(chef); // the last sender gone: no `None` sentinel needed
+//! let mut buf = [0u8; 32];
+//! let n = rx.recv(&mut buf)?;
+//! assert_eq!(&buf[..n], b"steamed bun");
+//! assert!(rx.recv(&mut buf).unwrap_err().is_disconnected());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Guarantees
+//!
+//! - Every message sent is received by exactly one receiver; messages from
+//!   one sender reach any one receiver in the order they were sent.
+//! - End of stream: when the last sender is dropped (or dies, or calls
+//!   [`Sender::close`]), receivers drain the queue and then get
+//!   [`RecvError::Disconnected`](crate::RecvError::Disconnected); iterators
+//!   end. When the last receiver is gone, senders get
+//!   [`SendError::Disconnected`](crate::SendError::Disconnected).
+//! - Crashes: a sender killed between claiming a slot and publishing it
+//!   does not stall the queue: after the liveness check (every 20 ms of
+//!   waiting) the slot is skipped and counted in [`Receiver::lost`]. A
+//!   receiver killed while holding a slot does not block senders: the slot
+//!   is freed and its message counted as lost. Nothing else is lost.
+
+#[cfg(not(loom))]
+mod handles;
+pub(crate) mod ring;
+#[cfg(not(loom))]
+pub use handles::*;
