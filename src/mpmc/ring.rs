@@ -530,6 +530,7 @@ mod tests {
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
+    use crate::wait::{Backoff, WaitStrategy};
     use loom::sync::Arc;
 
     /// Offsets of three claim words after the slots of a packed layout.
@@ -541,29 +542,47 @@ mod loom_tests {
         (Arc::new(r), lay, size)
     }
 
-    fn send_spin(r: &Region, lay: &Layout, claim: &AtomicU64, v: u8) {
+    fn send_wait(r: &Region, lay: &Layout, claim: &AtomicU64, v: u8) {
+        let mut b = Backoff::new(WaitStrategy::Adaptive);
         loop {
             if let Some(pos) = claim_send(r, lay, claim).unwrap() {
                 r.write(lay.payload(pos), &[v]).unwrap();
                 publish(r, lay, pos, 1).unwrap();
                 return;
             }
-            loom::thread::yield_now();
+            let (enq, _) = positions(r, lay).unwrap();
+            let seq = r.u64_at(lay.slot(enq)).unwrap();
+            let enq_w = r.u64_at(lay.enq).unwrap();
+            // ORDERING: Relaxed — wake-up hints; the claim re-checks.
+            let mut ready = || {
+                enq_w.load(Ordering::Relaxed) != enq
+                    || seq.load(Ordering::Relaxed) & !SKIPPED == enq
+            };
+            b.snooze(r, lay.space_wait, None, &mut ready);
         }
     }
 
-    fn recv_spin(r: &Region, lay: &Layout, claim: &AtomicU64) -> u8 {
+    fn recv_wait(r: &Region, lay: &Layout, claim: &AtomicU64) -> u8 {
+        let mut b = Backoff::new(WaitStrategy::Adaptive);
         loop {
             if let Some(pos) = claim_recv(r, lay, claim).unwrap() {
                 let Slot::Message(off, 1) = slot_message(r, lay, pos).unwrap() else {
                     panic!("bad slot")
                 };
-                let mut b = [0u8];
-                r.read(off, &mut b).unwrap();
+                let mut v = [0u8];
+                r.read(off, &mut v).unwrap();
                 free(r, lay, pos).unwrap();
-                return b[0];
+                return v[0];
             }
-            loom::thread::yield_now();
+            let (_, deq) = positions(r, lay).unwrap();
+            let seq = r.u64_at(lay.slot(deq)).unwrap();
+            let deq_w = r.u64_at(lay.deq).unwrap();
+            // ORDERING: Relaxed — wake-up hints; the claim re-checks.
+            let mut ready = || {
+                deq_w.load(Ordering::Relaxed) != deq
+                    || seq.load(Ordering::Relaxed) & !SKIPPED == deq + 1
+            };
+            b.snooze(r, lay.data_wait, None, &mut ready);
         }
     }
 
@@ -577,15 +596,15 @@ mod loom_tests {
             let (r1, r2) = (r.clone(), r.clone());
             let p1 = loom::thread::spawn(move || {
                 let claim = r1.u64_at(c).unwrap();
-                send_spin(&r1, &lay, claim, 1);
-                send_spin(&r1, &lay, claim, 2);
+                send_wait(&r1, &lay, claim, 1);
+                send_wait(&r1, &lay, claim, 2);
             });
             let p2 = loom::thread::spawn(move || {
                 let claim = r2.u64_at(c + 8).unwrap();
-                send_spin(&r2, &lay, claim, 10);
+                send_wait(&r2, &lay, claim, 10);
             });
             let claim = r.u64_at(c + 16).unwrap();
-            let got: Vec<u8> = (0..3).map(|_| recv_spin(&r, &lay, claim)).collect();
+            let got: Vec<u8> = (0..3).map(|_| recv_wait(&r, &lay, claim)).collect();
             p1.join().unwrap();
             p2.join().unwrap();
             let mine: Vec<u8> = got.iter().copied().filter(|v| *v < 10).collect();
@@ -601,11 +620,11 @@ mod loom_tests {
         crate::sync::model("mpmc_one_producer_two_consumers_capacity_2", || {
             let (r, lay, c) = setup(2);
             let (r1, r2) = (r.clone(), r.clone());
-            let c1 = loom::thread::spawn(move || recv_spin(&r1, &lay, r1.u64_at(c).unwrap()));
-            let c2 = loom::thread::spawn(move || recv_spin(&r2, &lay, r2.u64_at(c + 8).unwrap()));
+            let c1 = loom::thread::spawn(move || recv_wait(&r1, &lay, r1.u64_at(c).unwrap()));
+            let c2 = loom::thread::spawn(move || recv_wait(&r2, &lay, r2.u64_at(c + 8).unwrap()));
             let claim = r.u64_at(c + 16).unwrap();
-            send_spin(&r, &lay, claim, 1);
-            send_spin(&r, &lay, claim, 2);
+            send_wait(&r, &lay, claim, 1);
+            send_wait(&r, &lay, claim, 2);
             let mut got = [c1.join().unwrap(), c2.join().unwrap()];
             got.sort();
             assert_eq!(got, [1, 2]);
