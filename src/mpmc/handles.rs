@@ -466,7 +466,10 @@ impl Receiver {
             };
             let (r, lay) = (self.end.seg.region(), &self.end.lay);
             match ring::slot_message(r, lay, pos).map_err(|e| self.end.seg.named(e))? {
-                Slot::Message(off, len) => return Ok((pos, off, len)),
+                Slot::Message(off, len) => {
+                    failpoint!("mpmc.consumer_after_claim");
+                    return Ok((pos, off, len));
+                }
                 Slot::Skipped => {
                     self.held = None;
                     ring::free(r, lay, pos).map_err(|e| self.end.seg.named(e))?;
