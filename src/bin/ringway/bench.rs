@@ -130,24 +130,30 @@ impl Drop for Spawned {
     }
 }
 
-/// Run two children with the given argument lists; returns their result
-/// lines (after READY/GO).
-fn run_pair(a: Vec<String>, b: Vec<String>) -> Result<(String, String), String> {
+/// Run children with the given argument lists; returns their result lines
+/// (after READY/GO). `close` is dropped once they are spawned (the parent's
+/// copies of fds whose end-of-file the children rely on).
+fn run_group(args: Vec<Vec<String>>, close: Vec<OwnedFd>) -> Result<Vec<String>, String> {
     let deadline = Instant::now() + RUN_LIMIT;
-    let mut x = spawn(&a);
-    let mut y = spawn(&b);
-    for s in [&x, &y] {
-        let l = s.line(deadline)?;
+    let mut kids: Vec<Spawned> = args.iter().map(|a| spawn(a)).collect();
+    drop(close);
+    for k in &kids {
+        let l = k.line(deadline)?;
         if l != "READY" {
             return Err(format!("expected READY, got {l:?}"));
         }
     }
-    for s in [&mut x, &mut y] {
-        writeln!(s.stdin, "GO").map_err(|e| e.to_string())?;
+    for k in &mut kids {
+        writeln!(k.stdin, "GO").map_err(|e| e.to_string())?;
     }
-    let la = x.line(deadline)?;
-    let lb = y.line(deadline)?;
-    Ok((la, lb))
+    kids.iter().map(|k| k.line(deadline)).collect()
+}
+
+/// [`run_group`] for a pair.
+fn run_pair(a: Vec<String>, b: Vec<String>) -> Result<(String, String), String> {
+    let mut v = run_group(vec![a, b], Vec::new())?;
+    let lb = v.pop().unwrap();
+    Ok((v.pop().unwrap(), lb))
 }
 
 fn value(line: &str, tag: &str) -> Result<u64, String> {
@@ -185,12 +191,24 @@ fn throughput(transport: &'static str, size: usize, n: u64, pin: bool) -> Result
     ta.push(kv("cpu", if pin { 0 } else { -1 }));
     tb.push(kv("cpu", if pin { 1 } else { -1 }));
     let mut _keep: Vec<OwnedFd> = Vec::new();
+    // Keeps an mpmc queue in existence without being a sender (so the
+    // consumer sees the end of the stream when the producer drops).
+    let mut holder: Option<ringway::mpmc::Receiver> = None;
     match transport {
         "ringway" | "ringway-batch" => {
             let name = unique("t");
             for v in [&mut ta, &mut tb] {
                 v.push(kv("name", &name));
                 v.push(kv("cap", ring_cap(size)));
+            }
+        }
+        "ringway-mpmc" => {
+            let name = unique("tm");
+            holder = Some(
+                ringway::mpmc::Receiver::create(&name, SLOTS, size).map_err(|e| e.to_string())?,
+            );
+            for v in [&mut ta, &mut tb] {
+                v.push(kv("name", &name));
             }
         }
         "pipe" | "pipe-batch" | "socket" | "socket-batch" => {
@@ -214,10 +232,150 @@ fn throughput(transport: &'static str, size: usize, n: u64, pin: bool) -> Result
         _ => unreachable!(),
     }
     let (la, lb) = run_pair(ta, tb)?;
+    drop(holder);
     let t0 = value(&la, "T0")?;
-    let t1 = value(&lb, "T1")?;
+    let t1 = lb
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|_| lb.starts_with("T1 "))
+        .ok_or_else(|| format!("unexpected result {lb:?}"))?;
+    if transport == "ringway-mpmc" {
+        let (count, sum) = tally(&lb)?;
+        if count != n || sum != expected_sum(1, n) {
+            return Err(format!("integrity: got {count} messages of {n}"));
+        }
+    }
     let secs = (t1.saturating_sub(t0)) as f64 / 1e9;
     Ok(n as f64 / secs)
+}
+
+/// `(count, checksum)` from a consumer's `T1 <ns> <count> <sum>` line.
+fn tally(line: &str) -> Result<(u64, u64), String> {
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    match v[..] {
+        [_, count, sum] => Ok((count, sum)),
+        _ => Err(format!("unexpected result {line:?}")),
+    }
+}
+
+/// The checksum of every message of `producers` producers × `n`.
+fn expected_sum(producers: u64, n: u64) -> u64 {
+    (0..producers)
+        .flat_map(|p| (0..n).map(move |s| p << 40 | s))
+        .fold(0u64, |a, v| a.wrapping_add(crate::child::mix(v)))
+}
+
+/// The M workload: 3 producer processes → 2 consumer processes (or
+/// threads, for the in-process yardstick), `n` messages per producer.
+fn many(transport: &'static str, n: u64) -> Result<f64, String> {
+    const P: u64 = 3;
+    const C: usize = 2;
+    let size = 64;
+    let base = |role: &str| {
+        vec![
+            kv("transport", transport),
+            kv("size", size),
+            kv("n", n),
+            kv("role", role),
+            kv("cpu", -1),
+        ]
+    };
+    let mut args = Vec::new();
+    let mut close = Vec::new();
+    let mut holder: Option<ringway::mpmc::Receiver> = None;
+    match transport {
+        "ringway-mpmc" => {
+            let name = unique("m");
+            holder = Some(
+                ringway::mpmc::Receiver::create(&name, SLOTS, size).map_err(|e| e.to_string())?,
+            );
+            for p in 0..P {
+                let mut a = base("tx");
+                a.extend([kv("name", &name), kv("p", p)]);
+                args.push(a);
+            }
+            for _ in 0..C {
+                let mut a = base("rx");
+                a.push(kv("name", &name));
+                args.push(a);
+            }
+        }
+        "pipe-shared" => {
+            let (r, w) = fd_pair("pipe");
+            for p in 0..P {
+                let mut a = base("tx");
+                a.extend([
+                    kv("fd", w.as_raw_fd()),
+                    kv("p", p),
+                    kv("close", r.as_raw_fd()),
+                ]);
+                args.push(a);
+            }
+            for _ in 0..C {
+                let mut a = base("rx");
+                a.extend([kv("fd", r.as_raw_fd()), kv("close", w.as_raw_fd())]);
+                args.push(a);
+            }
+            close = vec![r, w];
+        }
+        "threads" => {
+            let mut a = base("threads");
+            a.extend([kv("tx", P), kv("rx", C), kv("slots", SLOTS)]);
+            args.push(a);
+        }
+        _ => unreachable!(),
+    }
+    // Consumers that read a pipe until end-of-file must not share the
+    // producers' write end: each child closes the fds it does not use.
+    let lines = run_group(args, close)?;
+    drop(holder);
+    let (t0, t1, count, sum) = if transport == "threads" {
+        let v: Vec<u64> = lines[0]
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        match v[..] {
+            [t0, t1, count, sum] => (t0, t1, count, sum),
+            _ => return Err(format!("unexpected result {:?}", lines[0])),
+        }
+    } else {
+        let t0 = lines[..P as usize]
+            .iter()
+            .map(|l| value(l, "T0"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut t1 = 0;
+        let (mut count, mut sum) = (0u64, 0u64);
+        for l in &lines[P as usize..] {
+            t1 = t1.max(
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            );
+            let (c, s) = tally(l)?;
+            count += c;
+            sum = sum.wrapping_add(s);
+        }
+        (t0.into_iter().min().unwrap_or(0), t1, count, sum)
+    };
+    if count != P * n || sum != expected_sum(P, n) {
+        return Err(format!(
+            "integrity: {count} of {} messages, checksum {}",
+            P * n,
+            if sum == expected_sum(P, n) {
+                "ok"
+            } else {
+                "wrong"
+            }
+        ));
+    }
+    Ok((P * n) as f64 / ((t1.saturating_sub(t0)) as f64 / 1e9))
 }
 
 /// Round-trip latency percentiles [p50, p99, p99.9, max] in ns.
@@ -301,6 +459,7 @@ const ROWS: &[(&str, &str, bool, bool)] = &[
     ("ringway spsc, per message", "ringway", true, true),
     ("ringway spsc, batched", "ringway-batch", true, false),
     ("ringway spsc, spin mode", "ringway-spin", false, true),
+    ("ringway mpmc, 1 -> 1", "ringway-mpmc", true, false),
     ("pipe, per message", "pipe", true, true),
     ("pipe, 64 KiB batches", "pipe-batch", true, false),
     ("socketpair, per message", "socket", true, true),
@@ -401,8 +560,65 @@ pub(crate) fn run(opts: &Options) {
         }
         rows.push(row);
     }
+    let mut m_rows = Vec::new();
+    if wanted("M") {
+        for (label, transport) in M_ROWS {
+            if opts
+                .rows
+                .as_ref()
+                .is_some_and(|w| !w.iter().any(|x| transport.contains(x.as_str())))
+            {
+                continue;
+            }
+            progress("M", label);
+            m_rows.push((*label, many(transport, sizes.t_msgs / 3)));
+        }
+    }
     eprintln!("\r\x1b[2Kdone in {:.1}s", started.elapsed().as_secs_f64());
     print_table(&rows);
+    if !m_rows.is_empty() {
+        print_many(&m_rows);
+    }
+}
+
+/// The M rows: label and transport.
+const M_ROWS: &[(&str, &str)] = &[
+    ("ringway mpmc [processes]", "ringway-mpmc"),
+    ("pipe shared by all [processes]", "pipe-shared"),
+    ("crossbeam ArrayQueue [threads]", "threads"),
+];
+
+fn print_many(rows: &[(&str, Result<f64, String>)]) {
+    let of = |t: &str| {
+        rows.iter()
+            .find(|r| r.0.starts_with(t))
+            .and_then(|r| r.1.as_ref().ok().copied())
+    };
+    let (aq, pipe) = (of("crossbeam"), of("pipe"));
+    println!();
+    println!("M: 3 producers -> 2 consumers, 64 B messages, unpinned, every message checked");
+    println!(
+        "| {:<34} | {:>11} | {:>13} | {:>8} |",
+        "transport", "rate", "vs ArrayQueue", "vs pipe"
+    );
+    println!("|{:-<36}|{:->13}|{:->15}|{:->10}|", "", "", "", "");
+    for (label, r) in rows {
+        let ratio = |b: Option<f64>| match (r, b) {
+            (Ok(v), Some(b)) if b > 0.0 => format!("{:.2}x", v / b),
+            _ => "-".into(),
+        };
+        let rate = match r {
+            Ok(v) => format!("{:.2} M/s", v / 1e6),
+            Err(e) => format!("FAILED ({e})"),
+        };
+        println!(
+            "| {:<34} | {:>11} | {:>13} | {:>8} |",
+            label,
+            rate,
+            ratio(aq),
+            ratio(pipe)
+        );
+    }
 }
 
 fn print_table(rows: &[Row]) {

@@ -4,6 +4,7 @@
 //! parent through stdin/stdout: `READY`, then `GO`, then a result line.
 
 use crate::floor::{self, FloorRing, Line};
+use ringway::mpmc;
 use ringway::spsc::{Consumer, Producer};
 use ringway::{Error, WaitStrategy};
 use std::collections::HashMap;
@@ -60,6 +61,11 @@ impl Args {
     }
     fn num(&self, k: &str) -> u64 {
         self.get(k).parse().expect("number")
+    }
+    fn num_or(&self, k: &str, default: u64) -> u64 {
+        self.0
+            .get(k)
+            .map_or(default, |v| v.parse().expect("number"))
     }
     fn fd(&self, k: &str) -> File {
         let fd: i32 = self.get(k).parse().expect("fd");
@@ -118,9 +124,17 @@ pub(crate) fn main(argv: &[String]) {
             .collect(),
     );
     pin(args.get("cpu").parse().unwrap_or(-1));
+    if let Some(fd) = args.0.get("close").and_then(|v| v.parse::<i32>().ok()) {
+        // An inherited fd this child must not hold (a pipe's other end,
+        // whose end-of-file the readers wait for).
+        // SAFETY: closing an fd number this process inherited and does not
+        // otherwise use.
+        unsafe { libc::close(fd) };
+    }
     let result = match args.get("role") {
         "tx" => produce(&args).map(|t0| format!("T0 {t0}")),
-        "rx" => consume(&args).map(|t1| format!("T1 {t1}")),
+        "rx" => consume(&args),
+        "threads" => threads(&args),
         "ping" => ping(&args).map(|s| {
             let v: Vec<String> = s.iter().map(u64::to_string).collect();
             format!("LAT {}", v.join(","))
@@ -172,12 +186,24 @@ fn produce(a: &Args) -> Result<u64, String> {
             // Dropping tx ends the stream; the consumer counts anyway.
             Ok(t0)
         }
-        "pipe" | "socket" => {
-            let mut w = a.fd("fd");
+        "ringway-mpmc" => {
+            let mut tx = retry_open(|| mpmc::Sender::open(a.get("name")));
+            let p = a.num_or("p", 0);
             wait_go();
             let t0 = now_ns();
             for seq in 0..n {
-                fill(&mut msg, seq);
+                fill(&mut msg, p << 40 | seq);
+                tx.send(&msg).map_err(|e| e.to_string())?;
+            }
+            Ok(t0)
+        }
+        "pipe" | "socket" | "pipe-shared" => {
+            let mut w = a.fd("fd");
+            let p = a.num_or("p", 0);
+            wait_go();
+            let t0 = now_ns();
+            for seq in 0..n {
+                fill(&mut msg, p << 40 | seq);
                 w.write_all(&msg).map_err(|e| e.to_string())?;
             }
             Ok(t0)
@@ -217,8 +243,61 @@ fn produce(a: &Args) -> Result<u64, String> {
     }
 }
 
-/// Receive and check `n` messages; returns the time of the last one.
-fn consume(a: &Args) -> Result<u64, String> {
+/// Receive and check `n` messages; the result line (`T1 <ns>`, or for the
+/// many-producer queues `T1 <ns> <count> <checksum>`).
+fn consume(a: &Args) -> Result<String, String> {
+    consume_inner(a).map(|t| match t {
+        Done::At(t1) => format!("T1 {t1}"),
+        Done::Tally(t1, count, sum) => format!("T1 {t1} {count} {sum}"),
+    })
+}
+
+/// How a consumer finished.
+enum Done {
+    At(u64),
+    Tally(u64, u64, u64),
+}
+
+/// What a consumer of a many-producer queue saw: per-producer order is
+/// checked as messages come; the count and a checksum of every `(producer,
+/// seq)` let the parent check the whole.
+#[derive(Default)]
+struct Tally {
+    last: HashMap<u64, u64>,
+    count: u64,
+    sum: u64,
+}
+
+impl Tally {
+    fn add(&mut self, m: &[u8], size: usize) -> Result<(), String> {
+        let v = u64::from_le_bytes(m[..8].try_into().unwrap());
+        check(m, v, size)?;
+        let (p, seq) = (v >> 40, v & ((1 << 40) - 1));
+        if let Some(&l) = self.last.get(&p) {
+            if seq <= l {
+                return Err(format!("producer {p}: {seq} after {l}"));
+            }
+        }
+        self.last.insert(p, seq);
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(mix(v));
+        Ok(())
+    }
+    fn report(self, _n: u64) -> Result<Done, String> {
+        Ok(Done::Tally(now_ns(), self.count, self.sum))
+    }
+}
+
+/// A hash of one `(producer, seq)` word, summed by consumers and compared
+/// with the parent's sum over everything sent.
+pub(crate) fn mix(v: u64) -> u64 {
+    let mut x = v.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn consume_inner(a: &Args) -> Result<Done, String> {
     let (n, size) = (a.num("n"), a.num("size") as usize);
     let mut buf = vec![0u8; size.max(STREAM_BATCH)];
     match a.get("transport") {
@@ -250,7 +329,33 @@ fn consume(a: &Args) -> Result<u64, String> {
                     }
                 }
             }
-            Ok(now_ns())
+            Ok(Done::At(now_ns()))
+        }
+        "ringway-mpmc" => {
+            let mut rx = retry_open(|| mpmc::Receiver::open(a.get("name")));
+            wait_go();
+            let mut tally = Tally::default();
+            loop {
+                match rx.recv(&mut buf) {
+                    Ok(len) => tally.add(&buf[..len], size)?,
+                    Err(ringway::RecvError::Disconnected) => break,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            tally.report(n)
+        }
+        "pipe-shared" => {
+            let mut r = a.fd("fd");
+            wait_go();
+            let mut tally = Tally::default();
+            loop {
+                match r.read_exact(&mut buf[..size]) {
+                    Ok(()) => tally.add(&buf[..size], size)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            tally.report(n)
         }
         "pipe" | "socket" => {
             let mut r = a.fd("fd");
@@ -259,7 +364,7 @@ fn consume(a: &Args) -> Result<u64, String> {
                 r.read_exact(&mut buf[..size]).map_err(|e| e.to_string())?;
                 check(&buf[..size], seq, size)?;
             }
-            Ok(now_ns())
+            Ok(Done::At(now_ns()))
         }
         "pipe-batch" | "socket-batch" => {
             let mut r = a.fd("fd");
@@ -279,7 +384,7 @@ fn consume(a: &Args) -> Result<u64, String> {
                 buf.copy_within(whole..have, 0);
                 have -= whole;
             }
-            Ok(now_ns())
+            Ok(Done::At(now_ns()))
         }
         "floor" => {
             let f = a.fd("fd");
@@ -292,10 +397,71 @@ fn consume(a: &Args) -> Result<u64, String> {
                 ring.pop(&mut buf[..size]);
                 check(&buf[..size], seq, size)?;
             }
-            Ok(now_ns())
+            Ok(Done::At(now_ns()))
         }
         other => Err(format!("unknown transport {other}")),
     }
+}
+
+/// crossbeam's `ArrayQueue` between threads of this one process: the
+/// in-process yardstick for the many-producer workloads. `tx` producer
+/// threads send `n` messages each, `rx` consumer threads share them.
+fn threads(a: &Args) -> Result<String, String> {
+    use crossbeam_queue::ArrayQueue;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    #[allow(clippy::disallowed_types)]
+    type Counter = AtomicU64;
+    let (n, size) = (a.num("n"), a.num("size") as usize);
+    let (txs, rxs) = (a.num("tx"), a.num("rx"));
+    let q: Arc<ArrayQueue<[u8; 64]>> = Arc::new(ArrayQueue::new(a.num("slots") as usize));
+    let left = Arc::new(Counter::new(txs * n));
+    wait_go();
+    let t0 = now_ns();
+    let producers: Vec<_> = (0..txs)
+        .map(|p| {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let mut m = [0u8; 64];
+                for seq in 0..n {
+                    fill(&mut m[..size], p << 40 | seq);
+                    let mut item = m;
+                    while let Err(back) = q.push(item) {
+                        item = back;
+                        std::thread::yield_now();
+                    }
+                }
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..rxs)
+        .map(|_| {
+            let (q, left) = (q.clone(), left.clone());
+            std::thread::spawn(move || -> Result<Tally, String> {
+                let mut t = Tally::default();
+                while left.load(Ordering::Relaxed) > 0 {
+                    match q.pop() {
+                        Some(m) => {
+                            left.fetch_sub(1, Ordering::Relaxed);
+                            t.add(&m[..size], size)?;
+                        }
+                        None => std::thread::yield_now(),
+                    }
+                }
+                Ok(t)
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().map_err(|_| "producer thread panicked")?;
+    }
+    let (mut count, mut sum) = (0u64, 0u64);
+    for c in consumers {
+        let t = c.join().map_err(|_| "consumer thread panicked")??;
+        count += t.count;
+        sum = sum.wrapping_add(t.sum);
+    }
+    Ok(format!("TT {t0} {} {count} {sum}", now_ns()))
 }
 
 /// A duplex message transport for ping-pong.
