@@ -403,6 +403,7 @@ fn consume_inner(a: &Args) -> Result<Done, String> {
     }
 }
 
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)] // a yardstick, not ringway
 /// crossbeam's `ArrayQueue` between threads of this one process: the
 /// in-process yardstick for the many-producer workloads. `tx` producer
 /// threads send `n` messages each, `rx` consumer threads share them.
@@ -410,7 +411,6 @@ fn threads(a: &Args) -> Result<String, String> {
     use crossbeam_queue::ArrayQueue;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
-    #[allow(clippy::disallowed_types)]
     type Counter = AtomicU64;
     let (n, size) = (a.num("n"), a.num("size") as usize);
     let (txs, rxs) = (a.num("tx"), a.num("rx"));
