@@ -128,6 +128,7 @@ impl End {
             RECEIVERS_GONE
         };
         if ring::closed_bits(end.seg.region(), &end.lay) & gone != 0 {
+            peer::detach(&end.seg, end.slot);
             return Err(Error::Closed {
                 segment: end.seg.name().to_owned(),
                 role: role_name(role),
@@ -549,7 +550,9 @@ impl Receiver {
     }
 
     /// Copy the next message into `buf` without waiting; its length. On
-    /// `BufferTooShort` the message is kept for this receiver's next call.
+    /// `BufferTooShort` the message is kept for this receiver's next call
+    /// (other receivers go on with the next ones); if this receiver is
+    /// dropped first, the message is counted in [`lost`](Self::lost).
     #[inline]
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         self.recv_until(buf, Until::Now)
@@ -610,9 +613,11 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         if let Some(pos) = self.held.take() {
-            // A message kept after BufferTooShort and never read: it is
-            // dropped with this receiver.
-            let _ = ring::free(self.end.seg.region(), &self.end.lay, pos);
+            // A message kept after BufferTooShort and never read: it goes
+            // with this receiver, and is counted in `lost`.
+            let (r, lay) = (self.end.seg.region(), &self.end.lay);
+            ring::count_lost(r, lay);
+            let _ = ring::free(r, lay, pos);
         }
         self.end.detach_end();
     }

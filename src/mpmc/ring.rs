@@ -196,7 +196,8 @@ pub(crate) fn lost(r: &Region, lay: &Layout) -> u64 {
     r.u64_at(lay.lost).map_or(0, |w| w.load(Ordering::Relaxed))
 }
 
-fn count_lost(r: &Region, lay: &Layout) {
+/// Count one message lost.
+pub(crate) fn count_lost(r: &Region, lay: &Layout) {
     if let Some(w) = r.u64_at(lay.lost) {
         // ORDERING: Relaxed — a statistic.
         w.fetch_add(1, Ordering::Relaxed);
