@@ -176,17 +176,26 @@ fn write_identity(seg: &Segment, slot: u32, role: u32) {
     r.write(off + 16, &now.to_ne_bytes());
 }
 
-/// The `claim` word of `slot`: `position + 1` of the slot its owner is
-/// claiming or holds, 0 for none.
-pub(crate) fn claim_word(seg: &Segment, slot: u32) -> Result<&crate::sync::AtomicU64> {
-    seg.region()
-        .u64_at(entry_off(slot) + 24)
-        .ok_or_else(|| seg.corrupted(format!("peer slot {slot} out of bounds")))
+/// The `claim` and `claim_len` words of `slot`: the positions its owner
+/// is claiming or holds (`first + 1`, 0 for none; and how many).
+pub(crate) fn claim_words(
+    seg: &Segment,
+    slot: u32,
+) -> Result<(&crate::sync::AtomicU64, &crate::sync::AtomicU64)> {
+    let r = seg.region();
+    let off = entry_off(slot);
+    match (r.u64_at(off + 24), r.u64_at(off + 32)) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err(seg.corrupted(format!("peer slot {slot} out of bounds"))),
+    }
 }
 
 fn set_claim(seg: &Segment, slot: u32, v: u64) -> Result<()> {
+    let (pos, len) = claim_words(seg, slot)?;
     // ORDERING: Relaxed — published by the Release store of ACTIVE.
-    claim_word(seg, slot)?.store(v, Ordering::Relaxed);
+    pos.store(v, Ordering::Relaxed);
+    // ORDERING: Relaxed — as above.
+    len.store(0, Ordering::Relaxed);
     Ok(())
 }
 

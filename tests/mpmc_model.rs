@@ -17,6 +17,10 @@ enum Op {
     RecvShort(usize),
     /// ... zero-copy.
     Read(usize),
+    /// Sender `i` sends a batch of messages of these lengths.
+    SendBatch(usize, Vec<usize>),
+    /// Receiver `j` receives a batch of up to `max`.
+    RecvBatch(usize, usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -25,6 +29,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0usize..4).prop_map(Op::Recv),
         1 => (0usize..4).prop_map(Op::RecvShort),
         1 => (0usize..4).prop_map(Op::Read),
+        1 => (0usize..4, prop::collection::vec(0usize..40, 1..6)).prop_map(|(i, l)| Op::SendBatch(i, l)),
+        1 => (0usize..4, 1usize..6).prop_map(|(j, m)| Op::RecvBatch(j, m)),
     ]
 }
 
@@ -97,6 +103,46 @@ proptest! {
                     }
                     if held[j].is_none() {
                         held[j] = model.pop_front();
+                    }
+                }
+                Op::SendBatch(i, lens) => {
+                    let msgs: Vec<Vec<u8>> = lens
+                        .iter()
+                        .map(|&l| {
+                            next = next.wrapping_add(1);
+                            (0..l.min(slot)).map(|k| next.wrapping_add(k as u8)).collect()
+                        })
+                        .collect();
+                    let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+                    let in_hand = held.iter().filter(|h| h.is_some()).count();
+                    match tx[i % senders].try_send_batch(&refs) {
+                        Ok(k) => {
+                            prop_assert!(k >= 1 && k <= msgs.len());
+                            model.extend(msgs.into_iter().take(k));
+                            prop_assert!(model.len() + in_hand <= cap);
+                        }
+                        Err(SendError::Full(())) => prop_assert!(model.len() + in_hand > 0),
+                        Err(e) => prop_assert!(false, "send_batch: {}", e),
+                    }
+                }
+                Op::RecvBatch(j, max) => {
+                    let j = j % receivers;
+                    let mut got: Vec<Vec<u8>> = Vec::new();
+                    match rx[j].try_recv_batch(max, |m| got.push(m.to_vec())) {
+                        Ok(k) => {
+                            prop_assert_eq!(k, got.len());
+                            prop_assert!(k >= 1 && k <= max);
+                            if let Some(h) = held[j].take() {
+                                prop_assert_eq!(k, 1, "a held message comes alone");
+                                prop_assert_eq!(&got[0], &h);
+                            } else {
+                                for g in got {
+                                    prop_assert_eq!(Some(g), model.pop_front());
+                                }
+                            }
+                        }
+                        Err(RecvError::Empty) => prop_assert!(held[j].is_none() && model.is_empty()),
+                        Err(e) => prop_assert!(false, "recv_batch: {}", e),
                     }
                 }
                 Op::Read(j) => {

@@ -1,12 +1,12 @@
 //! The mpmc handles: [`Sender`], [`Receiver`] and the read guard.
 
-use super::ring::{self, Layout, Slot, RECEIVERS_GONE, SENDERS_GONE};
+use super::ring::{self, ClaimRec, Layout, Slot, RECEIVERS_GONE, SENDERS_GONE};
 use crate::error::{Error, RecvError, Result, SendError};
 use crate::failpoint::failpoint;
 use crate::header::{Header, Kind, CLOSED_OFF, LOST_OFF};
 use crate::peer::{self, Liveness};
 use crate::segment::{Segment, Spec};
-use crate::sync::{fence, AtomicU64, Ordering};
+use crate::sync::{fence, Ordering};
 use crate::wait::{Backoff, Next, Until, WaitStrategy};
 use std::ops::Deref;
 use std::os::fd::BorrowedFd;
@@ -137,8 +137,10 @@ impl End {
         Ok(end)
     }
 
-    fn claim(&self) -> &AtomicU64 {
-        peer::claim_word(&self.seg, self.slot).expect("own slot validated at attach")
+    fn claim(&self) -> ClaimRec<'_> {
+        let (pos, len) =
+            peer::claim_words(&self.seg, self.slot).expect("own slot validated at attach");
+        ClaimRec { pos, len }
     }
 
     /// Whether any handle of `role` other than this one is attached (alive
@@ -155,16 +157,23 @@ impl End {
         Ok(false)
     }
 
-    /// Whether a live handle of `role` other than `except` holds `claim`.
-    fn live_claimer(&self, role: u32, claim: u64, except: u32) -> Result<bool> {
+    /// Whether a live handle of `role` other than `except` has `pos` in its
+    /// recorded claim. A live claimer's record is stable while it holds a
+    /// position (it records before claiming and changes it only for its
+    /// next claim), so this never misses one.
+    fn live_claimer(&self, role: u32, pos: u64, except: u32) -> Result<bool> {
         for s in 0..self.seg.header().peer_slots {
             if s == except || s == self.slot {
                 continue;
             }
-            if peer::state(&self.seg, s)? == peer::ACTIVE
-                && peer::role(&self.seg, s) == role
-                // ORDERING: Acquire — pairs with the Release claim CASes.
-                && peer::claim_word(&self.seg, s)?.load(Ordering::Acquire) == claim
+            if peer::state(&self.seg, s)? != peer::ACTIVE || peer::role(&self.seg, s) != role {
+                continue;
+            }
+            let (c, n) = peer::claim_words(&self.seg, s)?;
+            // ORDERING: Acquire — pairs with the Release claim CASes.
+            let (c, n) = (c.load(Ordering::Acquire), n.load(Ordering::Acquire));
+            if c != 0
+                && (c - 1..(c - 1).saturating_add(n)).contains(&pos)
                 && peer::liveness(&self.seg, s)? == Liveness::Alive
             {
                 return Ok(true);
@@ -184,11 +193,18 @@ impl End {
             }
             let role = peer::role(&self.seg, s);
             let mut recover = |s: u32| -> Result<()> {
+                let (c, n) = peer::claim_words(&self.seg, s)?;
                 // ORDERING: Acquire — pairs with the dead peer's Release
                 // claim CAS.
-                let claim = peer::claim_word(&self.seg, s)?.load(Ordering::Acquire);
-                if claim != 0 && !self.live_claimer(role, claim, s)? {
-                    let pos = claim - 1;
+                let (c, n) = (c.load(Ordering::Acquire), n.load(Ordering::Acquire));
+                if c == 0 {
+                    return Ok(());
+                }
+                // A record can only cover a capacity's worth of positions.
+                for pos in (c - 1..).take(n.min(self.lay.cap) as usize) {
+                    if self.live_claimer(role, pos, s)? {
+                        continue;
+                    }
                     if role == ROLE_SENDER {
                         ring::skip_unpublished(r, &self.lay, pos).map_err(|e| self.seg.named(e))?;
                     } else {
@@ -330,6 +346,34 @@ impl Sender {
         self.send_until(msg, Until::after(timeout))
     }
 
+    /// Send as many of `msgs` as there are free slots for, in order, with
+    /// one claim (one CAS) and one wake-up; waits for the first slot.
+    /// Returns how many were sent (at least 1, unless `msgs` is empty).
+    pub fn send_batch(&mut self, msgs: &[&[u8]]) -> Result<usize, SendError<()>> {
+        self.send_batch_until(msgs, Until::Forever)
+    }
+
+    /// [`send_batch`](Self::send_batch) without waiting (`Full` if no slot
+    /// is free now).
+    pub fn try_send_batch(&mut self, msgs: &[&[u8]]) -> Result<usize, SendError<()>> {
+        self.send_batch_until(msgs, Until::Now)
+    }
+
+    fn send_batch_until(&mut self, msgs: &[&[u8]], until: Until) -> Result<usize, SendError<()>> {
+        let Some(longest) = msgs.iter().map(|m| m.len()).max() else {
+            return Ok(0);
+        };
+        let (pos, k) = self.claim_slow(longest, msgs.len() as u64, until)?;
+        let (r, lay) = (self.end.seg.region(), &self.end.lay);
+        let failed = |e: Error| SendError::Failed((), self.end.seg.named(e));
+        for (p, m) in (pos..pos + k).zip(msgs) {
+            r.write(lay.payload(p), m).expect("slot checked at open");
+            ring::publish_quietly(r, lay, p, m.len() as u32).map_err(failed)?;
+        }
+        crate::wait::wake(r, lay.data_wait);
+        Ok(k as usize)
+    }
+
     #[inline]
     fn send_until(&mut self, msg: &[u8], until: Until) -> Result<(), SendError<()>> {
         let pos = self.claim_until(msg.len(), until)?;
@@ -347,15 +391,21 @@ impl Sender {
         if len as u64 <= lay.slot_size
             && ring::closed_bits(r, lay) & (RECEIVERS_GONE | SENDERS_GONE) == 0
         {
-            if let Ok(Some(pos)) = ring::claim_send(r, lay, self.end.claim()) {
+            if let Ok(Some((pos, _))) = ring::claim_send(r, lay, self.end.claim(), 1) {
                 return Ok(pos);
             }
         }
-        self.claim_slow(len, until)
+        self.claim_slow(len, 1, until).map(|(pos, _)| pos)
     }
 
+    /// Claim up to `want` slots for messages of up to `len` bytes.
     #[inline(never)]
-    fn claim_slow(&mut self, len: usize, until: Until) -> Result<u64, SendError<()>> {
+    fn claim_slow(
+        &mut self,
+        len: usize,
+        want: u64,
+        until: Until,
+    ) -> Result<(u64, u64), SendError<()>> {
         let end = &self.end;
         let (r, lay) = (end.seg.region(), &end.lay);
         if len as u64 > lay.slot_size {
@@ -370,8 +420,8 @@ impl Sender {
             if ring::closed_bits(r, lay) & (RECEIVERS_GONE | SENDERS_GONE) != 0 {
                 return Err(SendError::Disconnected(()));
             }
-            if let Some(pos) = ring::claim_send(r, lay, end.claim()).map_err(failed)? {
-                return Ok(pos);
+            if let Some(claimed) = ring::claim_send(r, lay, end.claim(), want).map_err(failed)? {
+                return Ok(claimed);
             }
             if matches!(until, Until::Now) {
                 return Err(SendError::Full(()));
@@ -482,26 +532,27 @@ impl Receiver {
     #[inline]
     fn claim_until(&mut self, until: Until) -> Result<u64, RecvError> {
         let (r, lay) = (self.end.seg.region(), &self.end.lay);
-        if let Ok(Some(pos)) = ring::claim_recv(r, lay, self.end.claim()) {
+        if let Ok(Some((pos, _))) = ring::claim_recv(r, lay, self.end.claim(), 1) {
             return Ok(pos);
         }
-        self.claim_slow(until)
+        self.claim_slow(1, until).map(|(pos, _)| pos)
     }
 
+    /// Claim up to `want` ready slots.
     #[inline(never)]
-    fn claim_slow(&mut self, until: Until) -> Result<u64, RecvError> {
+    fn claim_slow(&mut self, want: u64, until: Until) -> Result<(u64, u64), RecvError> {
         let end = &self.end;
         let (r, lay) = (end.seg.region(), &end.lay);
         let failed = |e: Error| RecvError::Failed(end.seg.named(e));
         let mut backoff: Option<Backoff> = None;
         loop {
-            if let Some(pos) = ring::claim_recv(r, lay, end.claim()).map_err(failed)? {
-                return Ok(pos);
+            if let Some(claimed) = ring::claim_recv(r, lay, end.claim(), want).map_err(failed)? {
+                return Ok(claimed);
             }
             if ring::closed_bits(r, lay) & SENDERS_GONE != 0 {
                 // Everything published before the close is visible now.
-                return match ring::claim_recv(r, lay, end.claim()).map_err(failed)? {
-                    Some(pos) => Ok(pos),
+                return match ring::claim_recv(r, lay, end.claim(), want).map_err(failed)? {
+                    Some(claimed) => Ok(claimed),
                     None => Err(RecvError::Disconnected),
                 };
             }
@@ -574,6 +625,60 @@ impl Receiver {
         Ok(self.read()?.to_vec())
     }
 
+    /// Receive up to `max` messages with one claim (one CAS) and one
+    /// wake-up, handing each to `f` in place (zero-copy), in order; waits
+    /// for the first. Returns how many were handed over. Their slots are
+    /// freed when this returns (or if `f` panics).
+    pub fn recv_batch(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
+        self.recv_batch_until(max, Until::Forever, f)
+    }
+
+    /// [`recv_batch`](Self::recv_batch) without waiting (`Empty` if none).
+    pub fn try_recv_batch(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
+        self.recv_batch_until(max, Until::Now, f)
+    }
+
+    fn recv_batch_until(
+        &mut self,
+        max: usize,
+        until: Until,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<usize, RecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        if self.held.is_some() {
+            // A message kept after BufferTooShort comes first, on its own.
+            let g = self.read_until(until)?;
+            f(&g);
+            return Ok(1);
+        }
+        let (pos, k) = self.claim_slow(max as u64, until)?;
+        let (r, lay) = (self.end.seg.region(), &self.end.lay);
+        // Frees what is left of the range however this scope ends.
+        let mut range = FreeRange {
+            r,
+            lay,
+            next: pos,
+            end: pos + k,
+        };
+        let mut handed = 0;
+        while range.next < range.end {
+            let p = range.next;
+            if let Slot::Message(off, len) =
+                ring::slot_message(r, lay, p).map_err(|e| self.end.seg.named(e))?
+            {
+                // SAFETY: this receiver claimed position `p` (the CAS on
+                // `deq`) and frees it only after `f` returns.
+                f(unsafe { r.slice(off, len) }.expect("slot checked"));
+                handed += 1;
+            }
+            range.next += 1;
+            ring::free_quietly(r, lay, p).map_err(|e| self.end.seg.named(e))?;
+        }
+        Ok(handed)
+    }
+
     fn read_until(&mut self, until: Until) -> Result<ReadGuard<'_>, RecvError> {
         let (pos, off, len) = self.next_until(until)?;
         Ok(ReadGuard {
@@ -620,6 +725,23 @@ impl Drop for Receiver {
             let _ = ring::free(r, lay, pos);
         }
         self.end.detach_end();
+    }
+}
+
+/// The claimed, not yet freed part of a received range.
+struct FreeRange<'a> {
+    r: &'a crate::region::Region,
+    lay: &'a Layout,
+    next: u64,
+    end: u64,
+}
+
+impl Drop for FreeRange<'_> {
+    fn drop(&mut self) {
+        for p in self.next..self.end {
+            let _ = ring::free_quietly(self.r, self.lay, p);
+        }
+        crate::wait::wake(self.r, self.lay.space_wait);
     }
 }
 

@@ -204,10 +204,49 @@ pub(crate) fn count_lost(r: &Region, lay: &Layout) {
     }
 }
 
-/// Claim the next position for sending, recording it in `claim` first.
-/// `None` when the queue is full.
+/// Where a handle records what it claims: `pos` holds the first position
+/// plus one (0: none), `len` how many positions from there.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClaimRec<'a> {
+    pub(crate) pos: &'a AtomicU64,
+    pub(crate) len: &'a AtomicU64,
+}
+
+impl ClaimRec<'_> {
+    #[inline]
+    fn record(&self, pos: u64, len: u64) {
+        // ORDERING: Relaxed — both published by the Release CAS that
+        // follows in the claim.
+        self.len.store(len, Ordering::Relaxed);
+        // ORDERING: Relaxed — as above.
+        self.pos.store(pos + 1, Ordering::Relaxed);
+    }
+}
+
+/// How many consecutive positions from `pos` (at least 1, at most `want`)
+/// have the sequence `pos + i + ahead`.
 #[inline]
-pub(crate) fn claim_send(r: &Region, lay: &Layout, claim: &AtomicU64) -> Result<Option<u64>> {
+fn run_len(r: &Region, lay: &Layout, pos: u64, ahead: u64, want: u64) -> Result<u64> {
+    let mut k = 1;
+    // ORDERING: Acquire — as for the first slot in the claims.
+    while k < want.min(lay.cap)
+        && word(r, lay.slot(pos + k))?.load(Ordering::Acquire) & !SKIPPED == pos + k + ahead
+    {
+        k += 1;
+    }
+    Ok(k)
+}
+
+/// Claim up to `want` consecutive positions for sending (at least one),
+/// recording them in `claim` first: `(first, count)`, or `None` when the
+/// queue is full.
+#[inline]
+pub(crate) fn claim_send(
+    r: &Region,
+    lay: &Layout,
+    claim: ClaimRec<'_>,
+    want: u64,
+) -> Result<Option<(u64, u64)>> {
     let enq = word(r, lay.enq)?;
     // ORDERING: Relaxed — only a starting guess; the CAS below decides.
     let mut pos = enq.load(Ordering::Relaxed);
@@ -217,12 +256,14 @@ pub(crate) fn claim_send(r: &Region, lay: &Layout, claim: &AtomicU64) -> Result<
         let seq = word(r, lay.slot(pos))?.load(Ordering::Acquire) & !SKIPPED;
         let diff = seq.wrapping_sub(pos) as i64;
         if diff == 0 {
-            // ORDERING: Relaxed — published by the Release CAS below.
-            claim.store(pos + 1, Ordering::Relaxed);
+            // Free slots stay free until claimed, so the run seen here is
+            // still free if the CAS succeeds.
+            let k = run_len(r, lay, pos, 0, want)?;
+            claim.record(pos, k);
             // ORDERING: Release on success — a recoverer that reads `enq >
             // pos` (Acquire) sees our claim; Relaxed on failure: we retry.
-            match enq.compare_exchange(pos, pos + 1, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => return Ok(Some(pos)),
+            match enq.compare_exchange(pos, pos + k, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return Ok(Some((pos, k))),
                 Err(cur) => pos = cur,
             }
         } else if diff < 0 {
@@ -246,22 +287,36 @@ pub(crate) fn claim_send(r: &Region, lay: &Layout, claim: &AtomicU64) -> Result<
     }
 }
 
-/// Publish the message written into the slot of `pos` (`len` bytes).
+/// Publish the message written into the slot of `pos` (`len` bytes) and
+/// wake sleeping consumers.
 #[inline]
 pub(crate) fn publish(r: &Region, lay: &Layout, pos: u64, len: u32) -> Result<()> {
+    publish_quietly(r, lay, pos, len)?;
+    wait::wake(r, lay.data_wait);
+    Ok(())
+}
+
+/// [`publish`] without the wake (a batch wakes once, at its end).
+#[inline]
+pub(crate) fn publish_quietly(r: &Region, lay: &Layout, pos: u64, len: u32) -> Result<()> {
     r.write(lay.slot(pos) + 8, &len.to_ne_bytes())
         .ok_or_else(|| corrupted("slot outside the segment".into()))?;
     // ORDERING: Release — publishes the payload and length; pairs with the
     // Acquire load in `claim_recv`.
     word(r, lay.slot(pos))?.store(pos + 1, Ordering::Release);
-    wait::wake(r, lay.data_wait);
     Ok(())
 }
 
-/// Claim the next position for receiving, recording it in `claim` first.
-/// `None` when the queue is empty.
+/// Claim up to `want` consecutive positions for receiving (at least one),
+/// recording them in `claim` first: `(first, count)`, or `None` when the
+/// queue is empty.
 #[inline]
-pub(crate) fn claim_recv(r: &Region, lay: &Layout, claim: &AtomicU64) -> Result<Option<u64>> {
+pub(crate) fn claim_recv(
+    r: &Region,
+    lay: &Layout,
+    claim: ClaimRec<'_>,
+    want: u64,
+) -> Result<Option<(u64, u64)>> {
     let deq = word(r, lay.deq)?;
     // ORDERING: Relaxed — a starting guess; the CAS decides.
     let mut pos = deq.load(Ordering::Relaxed);
@@ -271,11 +326,12 @@ pub(crate) fn claim_recv(r: &Region, lay: &Layout, claim: &AtomicU64) -> Result<
         let seq = word(r, lay.slot(pos))?.load(Ordering::Acquire) & !SKIPPED;
         let diff = seq.wrapping_sub(pos + 1) as i64;
         if diff == 0 {
-            // ORDERING: Relaxed — published by the Release CAS below.
-            claim.store(pos + 1, Ordering::Relaxed);
+            // Published slots stay published until claimed.
+            let k = run_len(r, lay, pos, 1, want)?;
+            claim.record(pos, k);
             // ORDERING: Release on success — as in `claim_send`.
-            match deq.compare_exchange(pos, pos + 1, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => return Ok(Some(pos)),
+            match deq.compare_exchange(pos, pos + k, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return Ok(Some((pos, k))),
                 Err(cur) => pos = cur,
             }
         } else if diff < 0 {
@@ -328,13 +384,21 @@ pub(crate) fn slot_message(r: &Region, lay: &Layout, pos: u64) -> Result<Slot> {
     Ok(Slot::Message(lay.payload(pos), len as usize))
 }
 
-/// Give the slot of `pos` back to the producers (after reading it).
+/// Give the slot of `pos` back to the producers (after reading it) and
+/// wake sleeping producers.
 #[inline]
 pub(crate) fn free(r: &Region, lay: &Layout, pos: u64) -> Result<()> {
+    free_quietly(r, lay, pos)?;
+    wait::wake(r, lay.space_wait);
+    Ok(())
+}
+
+/// [`free`] without the wake (a batch wakes once, at its end).
+#[inline]
+pub(crate) fn free_quietly(r: &Region, lay: &Layout, pos: u64) -> Result<()> {
     // ORDERING: Release — our reads of the slot happen before the next
     // lap's producer writes it; pairs with the Acquire in `claim_send`.
     word(r, lay.slot(pos))?.store(pos + lay.cap, Ordering::Release);
-    wait::wake(r, lay.space_wait);
     Ok(())
 }
 
@@ -415,26 +479,39 @@ pub(crate) fn init(r: &Region, lay: &Layout) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn queue(cap: u64, slot: u64) -> (Region, Layout, AtomicU64) {
+    struct Words(AtomicU64, AtomicU64);
+    impl Words {
+        fn rec(&self) -> ClaimRec<'_> {
+            ClaimRec {
+                pos: &self.0,
+                len: &self.1,
+            }
+        }
+    }
+
+    fn queue(cap: u64, slot: u64) -> (Region, Layout, Words) {
         let lay = Layout::packed(cap, slot);
         let r = Region::heap(Layout::packed_size(cap, slot));
         init(&r, &lay).unwrap();
-        (r, lay, AtomicU64::new(0))
+        (r, lay, Words(AtomicU64::new(0), AtomicU64::new(0)))
     }
 
-    fn send(r: &Region, lay: &Layout, c: &AtomicU64, msg: &[u8]) -> bool {
-        match claim_send(r, lay, c).unwrap() {
-            Some(pos) => {
+    fn send(r: &Region, lay: &Layout, c: &Words, msg: &[u8]) -> bool {
+        match claim_send(r, lay, c.rec(), 1).unwrap() {
+            Some((pos, 1)) => {
                 r.write(lay.payload(pos), msg).unwrap();
                 publish(r, lay, pos, msg.len() as u32).unwrap();
                 true
             }
             None => false,
+            Some(other) => panic!("asked for one, got {other:?}"),
         }
     }
 
-    fn recv(r: &Region, lay: &Layout, c: &AtomicU64) -> Option<Option<Vec<u8>>> {
-        let pos = claim_recv(r, lay, c).unwrap()?;
+    fn recv(r: &Region, lay: &Layout, c: &Words) -> Option<Option<Vec<u8>>> {
+        let (pos, 1) = claim_recv(r, lay, c.rec(), 1).unwrap()? else {
+            panic!("asked for one")
+        };
         let out = match slot_message(r, lay, pos).unwrap() {
             Slot::Message(off, len) => {
                 let mut v = vec![0; len];
@@ -467,7 +544,7 @@ mod tests {
         let (r, lay, c) = queue(4, 8);
         assert!(send(&r, &lay, &c, b"a"));
         // A producer claims position 1 and dies before publishing.
-        assert_eq!(claim_send(&r, &lay, &c).unwrap(), Some(1));
+        assert_eq!(claim_send(&r, &lay, c.rec(), 1).unwrap(), Some((1, 1)));
         assert!(send(&r, &lay, &c, b"c"));
         assert_eq!(recv(&r, &lay, &c), Some(Some(b"a".to_vec())));
         assert_eq!(recv(&r, &lay, &c), None, "stuck behind the claim");
@@ -488,7 +565,7 @@ mod tests {
         assert!(send(&r, &lay, &c, b"a"));
         assert!(send(&r, &lay, &c, b"b"));
         // A consumer claims position 0 and dies before freeing it.
-        assert_eq!(claim_recv(&r, &lay, &c).unwrap(), Some(0));
+        assert_eq!(claim_recv(&r, &lay, c.rec(), 1).unwrap(), Some((0, 1)));
         assert_eq!(recv(&r, &lay, &c), Some(Some(b"b".to_vec())));
         assert!(!send(&r, &lay, &c, b"c"), "blocked by the held slot");
         assert!(
@@ -502,6 +579,34 @@ mod tests {
     }
 
     #[test]
+    fn ranges_claim_only_consecutive_ready_slots() {
+        let (r, lay, c) = queue(8, 8);
+        let (pos, k) = claim_send(&r, &lay, c.rec(), 5).unwrap().unwrap();
+        assert_eq!((pos, k), (0, 5));
+        assert_eq!(
+            (c.0.load(Ordering::Relaxed), c.1.load(Ordering::Relaxed)),
+            (1, 5),
+            "recorded"
+        );
+        // Publish 0, 1 and 3: a receiver's range stops at the gap.
+        for p in [0, 1, 3] {
+            publish(&r, &lay, p, 0).unwrap();
+        }
+        assert_eq!(claim_recv(&r, &lay, c.rec(), 8).unwrap(), Some((0, 2)));
+        assert_eq!(
+            claim_recv(&r, &lay, c.rec(), 8).unwrap(),
+            None,
+            "2 is unpublished"
+        );
+        // Only 3 slots are free until 0 and 1 are freed.
+        assert_eq!(claim_send(&r, &lay, c.rec(), 8).unwrap(), Some((5, 3)));
+        assert_eq!(claim_send(&r, &lay, c.rec(), 8).unwrap(), None);
+        free(&r, &lay, 0).unwrap();
+        free(&r, &lay, 1).unwrap();
+        assert_eq!(claim_send(&r, &lay, c.rec(), 8).unwrap(), Some((8, 2)));
+    }
+
+    #[test]
     fn hostile_sequences_and_lengths_are_errors() {
         let (r, lay, c) = queue(4, 8);
         // A sequence far behind: corrupt, for both sides.
@@ -509,18 +614,18 @@ mod tests {
             .unwrap()
             .store(1 << 40, Ordering::Relaxed);
         assert!(matches!(
-            claim_send(&r, &lay, &c),
+            claim_send(&r, &lay, c.rec(), 1),
             Err(Error::Corrupted { .. })
         ));
         assert!(matches!(
-            claim_recv(&r, &lay, &c),
+            claim_recv(&r, &lay, c.rec(), 1),
             Err(Error::Corrupted { .. })
         ));
         // A length larger than the slot.
         let (r, lay, c) = queue(4, 8);
         assert!(send(&r, &lay, &c, b"x"));
         r.write(lay.slot(0) + 8, &1000u32.to_ne_bytes()).unwrap();
-        let pos = claim_recv(&r, &lay, &c).unwrap().unwrap();
+        let (pos, _) = claim_recv(&r, &lay, c.rec(), 1).unwrap().unwrap();
         assert!(matches!(
             slot_message(&r, &lay, pos),
             Err(Error::Corrupted { .. })
@@ -534,19 +639,26 @@ mod loom_tests {
     use crate::wait::{Backoff, WaitStrategy};
     use loom::sync::Arc;
 
-    /// Offsets of three claim words after the slots of a packed layout.
+    /// Offsets of three claim records after the slots of a packed layout.
     fn setup(cap: u64) -> (Arc<Region>, Layout, usize) {
         let lay = Layout::packed(cap, 8);
         let size = Layout::packed_size(cap, 8);
-        let r = Region::heap(size + 24);
+        let r = Region::heap(size + 48);
         init(&r, &lay).unwrap();
         (Arc::new(r), lay, size)
     }
 
-    fn send_wait(r: &Region, lay: &Layout, claim: &AtomicU64, v: u8) {
+    fn rec(r: &Region, off: usize) -> ClaimRec<'_> {
+        ClaimRec {
+            pos: r.u64_at(off).unwrap(),
+            len: r.u64_at(off + 8).unwrap(),
+        }
+    }
+
+    fn send_wait(r: &Region, lay: &Layout, claim: ClaimRec<'_>, v: u8) {
         let mut b = Backoff::new(WaitStrategy::Adaptive);
         loop {
-            if let Some(pos) = claim_send(r, lay, claim).unwrap() {
+            if let Some((pos, _)) = claim_send(r, lay, claim, 1).unwrap() {
                 r.write(lay.payload(pos), &[v]).unwrap();
                 publish(r, lay, pos, 1).unwrap();
                 return;
@@ -563,10 +675,10 @@ mod loom_tests {
         }
     }
 
-    fn recv_wait(r: &Region, lay: &Layout, claim: &AtomicU64) -> u8 {
+    fn recv_wait(r: &Region, lay: &Layout, claim: ClaimRec<'_>) -> u8 {
         let mut b = Backoff::new(WaitStrategy::Adaptive);
         loop {
-            if let Some(pos) = claim_recv(r, lay, claim).unwrap() {
+            if let Some((pos, _)) = claim_recv(r, lay, claim, 1).unwrap() {
                 let Slot::Message(off, 1) = slot_message(r, lay, pos).unwrap() else {
                     panic!("bad slot")
                 };
@@ -596,15 +708,15 @@ mod loom_tests {
             let (r, lay, c) = setup(2);
             let (r1, r2) = (r.clone(), r.clone());
             let p1 = loom::thread::spawn(move || {
-                let claim = r1.u64_at(c).unwrap();
+                let claim = rec(&r1, c);
                 send_wait(&r1, &lay, claim, 1);
                 send_wait(&r1, &lay, claim, 2);
             });
             let p2 = loom::thread::spawn(move || {
-                let claim = r2.u64_at(c + 8).unwrap();
+                let claim = rec(&r2, c + 16);
                 send_wait(&r2, &lay, claim, 10);
             });
-            let claim = r.u64_at(c + 16).unwrap();
+            let claim = rec(&r, c + 32);
             let got: Vec<u8> = (0..3).map(|_| recv_wait(&r, &lay, claim)).collect();
             p1.join().unwrap();
             p2.join().unwrap();
@@ -621,9 +733,9 @@ mod loom_tests {
         crate::sync::model("mpmc_one_producer_two_consumers_capacity_2", || {
             let (r, lay, c) = setup(2);
             let (r1, r2) = (r.clone(), r.clone());
-            let c1 = loom::thread::spawn(move || recv_wait(&r1, &lay, r1.u64_at(c).unwrap()));
-            let c2 = loom::thread::spawn(move || recv_wait(&r2, &lay, r2.u64_at(c + 8).unwrap()));
-            let claim = r.u64_at(c + 16).unwrap();
+            let c1 = loom::thread::spawn(move || recv_wait(&r1, &lay, rec(&r1, c)));
+            let c2 = loom::thread::spawn(move || recv_wait(&r2, &lay, rec(&r2, c + 16)));
+            let claim = rec(&r, c + 32);
             send_wait(&r, &lay, claim, 1);
             send_wait(&r, &lay, claim, 2);
             let mut got = [c1.join().unwrap(), c2.join().unwrap()];
