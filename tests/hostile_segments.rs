@@ -196,3 +196,56 @@ fn hostile_consumer_position_is_a_corruption_error() {
     // The informational tail is never trusted: garbage there changes nothing.
     poke(&name, TAIL, u64::MAX);
 }
+
+#[test]
+fn mpmc_parameters_and_kind_are_checked() {
+    // An spsc segment opened as an mpmc queue: the kind is refused.
+    let name = unique_name("kind");
+    let _u = Unlink(name.clone());
+    let _tx = Producer::create(&name, 64).unwrap();
+    match ringway::mpmc::Receiver::open(&name) {
+        Err(Error::Invalid {
+            field: "kind",
+            detail,
+            ..
+        }) => {
+            assert!(
+                detail.contains("found 1 (spsc), expected 2 (mpmc)"),
+                "{detail}"
+            )
+        }
+        other => panic!("expected a kind error, got {other:?}"),
+    }
+    // Forged mpmc headers with inconsistent parameters.
+    let base = |cap: u64, slot: u64| {
+        let mut h = good_header(64);
+        h.kind = 2;
+        h.param_a = cap;
+        h.param_b = slot;
+        h.peer_slots = 64;
+        h.total_size = 256 + 64 * 64 + 4 * 128 + cap * (16 + slot).div_ceil(64) * 64;
+        h.checksum = h.compute_checksum();
+        h
+    };
+    for (h, field) in [
+        (base(3, 16), "param_a"),
+        (base(4, 0), "param_b"),
+        (base(1 << 30, 16), "param_a"),
+    ] {
+        let name = unique_name("forged-mpmc");
+        let _u = Unlink(name.clone());
+        forge(&name, &h, h.total_size.min(1 << 20));
+        match ringway::mpmc::Receiver::open(&name) {
+            Err(Error::Invalid { field: f, .. }) => {
+                assert!(f == field || f == "total_size", "{f} for {field}")
+            }
+            other => panic!("expected Invalid {field}, got {other:?}"),
+        }
+    }
+    // A consistent header opens.
+    let name = unique_name("forged-mpmc-ok");
+    let _u = Unlink(name.clone());
+    let h = base(4, 16);
+    forge(&name, &h, h.total_size);
+    assert!(ringway::mpmc::Receiver::open(&name).is_ok());
+}

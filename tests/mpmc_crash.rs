@@ -55,6 +55,17 @@ fn child_entry() {
                 tx.send_timeout(&msg(p, seq), LONG).expect("send");
             }
         }
+        "send_batches" => {
+            // Batches of 4.
+            let mut tx = open_retry(|| Sender::open(&common::arg("NAME")));
+            let (p, n) = (common::arg_u64("P"), common::arg_u64("N"));
+            let mut seq = 0;
+            while seq < n {
+                let batch: Vec<[u8; 16]> = (seq..(seq + 4).min(n)).map(|s| msg(p, s)).collect();
+                let refs: Vec<&[u8]> = batch.iter().map(|m| &m[..]).collect();
+                seq += tx.send_batch(&refs).expect("send_batch") as u64;
+            }
+        }
         "recv" => {
             // Record each message (to OUT) before it is released.
             let out = common::arg("OUT");
@@ -199,6 +210,48 @@ fn sender_killed_between_claim_and_publish_loses_exactly_that_message() {
         );
         assert_eq!(lost, 1, "its claimed slot was skipped and counted");
     }
+}
+
+#[test]
+fn sender_killed_inside_a_batch_loses_only_its_unpublished_slots() {
+    let name = unique_name("mpmc-batch-kill");
+    let _u = Unlink(name.clone());
+    // 64 slots: every batch gets its whole range of 4, whatever the pace of
+    // the receiver, so the loss is exact.
+    let keeper = Sender::create(&name, 64, 16).unwrap();
+    let mut rx = Receiver::open(&name).unwrap();
+    // Killed while writing the 10th message: in the third batch (messages
+    // 8..12), after publishing 8, before publishing 9. Slots 9, 10 and 11
+    // were claimed and never published.
+    let mut p = child("send_batches")
+        .arg("NAME", &name)
+        .arg("P", 1)
+        .arg("N", 1000)
+        .failpoint("mpmc.batch_after_claim@10")
+        .spawn();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16];
+    let deadline = Instant::now() + LONG;
+    // Receive until the three stuck slots have been skipped (the receiver
+    // itself reaps the dead sender while it waits).
+    while rx.lost() < 3 || got.len() < 9 {
+        assert!(
+            Instant::now() < deadline,
+            "no recovery: got {got:?}, lost {}",
+            rx.lost()
+        );
+        if let Ok(n) = rx.recv_timeout(&mut buf, Duration::from_millis(50)) {
+            got.push(u64::from_le_bytes(buf[..8].try_into().unwrap()) & 0xffff_ffff);
+            assert_eq!(n, 16);
+        }
+    }
+    p.expect_killed(LONG);
+    assert_eq!(got, (0..9).collect::<Vec<_>>());
+    assert_eq!(rx.lost(), 3, "the batch's three unpublished slots");
+    // The queue still works.
+    let mut tx = keeper.try_clone().unwrap();
+    tx.send(&msg(2, 0)).unwrap();
+    assert_eq!(rx.recv_timeout(&mut buf, LONG).unwrap(), 16);
 }
 
 #[test]

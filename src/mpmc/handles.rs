@@ -368,6 +368,7 @@ impl Sender {
         let failed = |e: Error| SendError::Failed((), self.end.seg.named(e));
         for (p, m) in (pos..pos + k).zip(msgs) {
             r.write(lay.payload(p), m).expect("slot checked at open");
+            failpoint!("mpmc.batch_after_claim");
             ring::publish_quietly(r, lay, p, m.len() as u32).map_err(failed)?;
         }
         crate::wait::wake(r, lay.data_wait);
