@@ -289,7 +289,7 @@ fn many(transport: &'static str, n: u64) -> Result<f64, String> {
     let mut close = Vec::new();
     let mut holder: Option<ringway::mpmc::Receiver> = None;
     match transport {
-        "ringway-mpmc" => {
+        "ringway-mpmc" | "ringway-mpmc-batch" => {
             let name = unique("m");
             holder = Some(
                 ringway::mpmc::Receiver::create(&name, SLOTS, size).map_err(|e| e.to_string())?,
@@ -583,8 +583,9 @@ pub(crate) fn run(opts: &Options) {
 
 /// The M rows: label and transport.
 const M_ROWS: &[(&str, &str)] = &[
-    ("ringway mpmc [processes]", "ringway-mpmc"),
-    ("pipe shared by all [processes]", "pipe-shared"),
+    ("ringway mpmc [procs]", "ringway-mpmc"),
+    ("ringway mpmc, batches of 32 [procs]", "ringway-mpmc-batch"),
+    ("pipe shared by all [procs]", "pipe-shared"),
     ("crossbeam ArrayQueue [threads]", "threads"),
 ];
 

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 pub(crate) const STREAM_BATCH: usize = 64 * 1024;
 /// Messages per ringway write batch.
 const RING_BATCH: usize = 256;
+/// Messages per mpmc batch (claimed with one CAS).
+const MPMC_BATCH: usize = 32;
 
 /// CLOCK_MONOTONIC in nanoseconds: comparable across processes.
 pub(crate) fn now_ns() -> u64 {
@@ -197,6 +199,23 @@ fn produce(a: &Args) -> Result<u64, String> {
             }
             Ok(t0)
         }
+        "ringway-mpmc-batch" => {
+            let mut tx = retry_open(|| mpmc::Sender::open(a.get("name")));
+            let p = a.num_or("p", 0);
+            let mut msgs = vec![vec![0u8; size]; MPMC_BATCH];
+            wait_go();
+            let t0 = now_ns();
+            let mut seq = 0;
+            while seq < n {
+                let k = (n - seq).min(MPMC_BATCH as u64) as usize;
+                for (i, m) in msgs[..k].iter_mut().enumerate() {
+                    fill(m, p << 40 | (seq + i as u64));
+                }
+                let refs: Vec<&[u8]> = msgs[..k].iter().map(Vec::as_slice).collect();
+                seq += tx.send_batch(&refs).map_err(|e| e.to_string())? as u64;
+            }
+            Ok(t0)
+        }
         "pipe" | "socket" | "pipe-shared" => {
             let mut w = a.fd("fd");
             let p = a.num_or("p", 0);
@@ -340,6 +359,27 @@ fn consume_inner(a: &Args) -> Result<Done, String> {
                     Ok(len) => tally.add(&buf[..len], size)?,
                     Err(ringway::RecvError::Disconnected) => break,
                     Err(e) => return Err(e.to_string()),
+                }
+            }
+            tally.report(n)
+        }
+        "ringway-mpmc-batch" => {
+            let mut rx = retry_open(|| mpmc::Receiver::open(a.get("name")));
+            wait_go();
+            let mut tally = Tally::default();
+            let mut bad = None;
+            loop {
+                match rx.recv_batch(MPMC_BATCH, |m| {
+                    if let Err(e) = tally.add(m, size) {
+                        bad.get_or_insert(e);
+                    }
+                }) {
+                    Ok(_) => {}
+                    Err(ringway::RecvError::Disconnected) => break,
+                    Err(e) => return Err(e.to_string()),
+                }
+                if let Some(e) = bad.take() {
+                    return Err(e);
                 }
             }
             tally.report(n)
