@@ -175,3 +175,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn claimed_slots_commit_in_place_and_abandoned_ones_are_skipped() {
+    let mut tx = Sender::create_anonymous(4, 16).unwrap();
+    let mut rx = Receiver::from_fd(tx.segment_fd()).unwrap();
+    let mut g = tx.try_claim(16).unwrap();
+    g[..5].copy_from_slice(b"hello");
+    g.commit_len(5).unwrap();
+    drop(tx.try_claim(8).unwrap()); // abandoned
+    let mut g = tx.claim(3).unwrap();
+    g.copy_from_slice(b"bye");
+    g.commit().unwrap();
+    assert!(tx
+        .try_claim(17)
+        .unwrap_err()
+        .to_string()
+        .contains("maximum of 16"));
+    let mut buf = [0u8; 16];
+    let n = rx.try_recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hello");
+    let n = rx.try_recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"bye", "the abandoned slot is skipped");
+    assert!(matches!(rx.try_recv(&mut buf), Err(RecvError::Empty)));
+    assert_eq!(rx.lost(), 0, "an abandoned claim is not a loss");
+}

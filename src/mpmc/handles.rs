@@ -346,6 +346,30 @@ impl Sender {
         self.send_until(msg, Until::after(timeout))
     }
 
+    /// Claim a slot to write a message of up to `len` bytes in place
+    /// (zero-copy), waiting for one. [`SendGrant::commit_len`] publishes it;
+    /// dropping the grant abandons it (receivers skip the slot).
+    pub fn claim(&mut self, len: usize) -> Result<SendGrant<'_>, SendError<()>> {
+        let pos = self.claim_until(len, Until::Forever)?;
+        Ok(SendGrant {
+            sender: self,
+            pos,
+            len,
+            done: false,
+        })
+    }
+
+    /// [`claim`](Self::claim) without waiting (`Full` if no slot is free).
+    pub fn try_claim(&mut self, len: usize) -> Result<SendGrant<'_>, SendError<()>> {
+        let pos = self.claim_until(len, Until::Now)?;
+        Ok(SendGrant {
+            sender: self,
+            pos,
+            len,
+            done: false,
+        })
+    }
+
     /// Send as many of `msgs` as there are free slots for, in order, with
     /// one claim (one CAS) and one wake-up; waits for the first slot.
     /// Returns how many were sent (at least 1, unless `msgs` is empty).
@@ -726,6 +750,73 @@ impl Drop for Receiver {
             let _ = ring::free(r, lay, pos);
         }
         self.end.detach_end();
+    }
+}
+
+/// A claimed slot, written in place; derefs to `&mut [u8]` of the claimed
+/// length.
+#[derive(Debug)]
+pub struct SendGrant<'a> {
+    sender: &'a mut Sender,
+    pos: u64,
+    len: usize,
+    done: bool,
+}
+
+impl SendGrant<'_> {
+    /// Publish the first `len` bytes (`len <=` the claimed length).
+    pub fn commit_len(mut self, len: usize) -> Result<()> {
+        if len > self.len {
+            return Err(Error::InvalidArgument(format!(
+                "commit of {len} bytes, but {} were claimed",
+                self.len
+            )));
+        }
+        self.done = true;
+        let end = &self.sender.end;
+        failpoint!("mpmc.after_claim");
+        ring::publish(end.seg.region(), &end.lay, self.pos, len as u32)
+            .map_err(|e| end.seg.named(e))
+    }
+
+    /// Publish all claimed bytes.
+    pub fn commit(self) -> Result<()> {
+        let len = self.len;
+        self.commit_len(len)
+    }
+}
+
+impl std::ops::Deref for SendGrant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let end = &self.sender.end;
+        // SAFETY: this sender claimed the slot (its CAS on `enq`) and has
+        // not published it: nobody else touches its payload.
+        unsafe { end.seg.region().slice(end.lay.payload(self.pos), self.len) }
+            .expect("slot checked at open")
+    }
+}
+
+impl std::ops::DerefMut for SendGrant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let end = &self.sender.end;
+        // SAFETY: as in `deref`; `&mut self` makes this the only borrow.
+        unsafe {
+            end.seg
+                .region()
+                .slice_mut(end.lay.payload(self.pos), self.len)
+        }
+        .expect("slot checked at open")
+    }
+}
+
+impl Drop for SendGrant<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Abandoned: mark the slot skipped so receivers step over it.
+            let end = &self.sender.end;
+            let _ = ring::abandon(end.seg.region(), &end.lay, self.pos);
+        }
     }
 }
 

@@ -412,6 +412,14 @@ pub(crate) fn positions(r: &Region, lay: &Layout) -> Result<(u64, u64)> {
     ))
 }
 
+/// Publish the claimed slot of `pos` as skipped (its claimer gave it up).
+pub(crate) fn abandon(r: &Region, lay: &Layout, pos: u64) -> Result<()> {
+    // ORDERING: Release — as in `publish`.
+    word(r, lay.slot(pos))?.store((pos + 1) | SKIPPED, Ordering::Release);
+    wait::wake(r, lay.data_wait);
+    Ok(())
+}
+
 /// If the slot of `pos` is claimed by a producer but unpublished, mark it
 /// skipped (the caller established that its claimer is dead). `true` if
 /// this call did it.
@@ -723,6 +731,60 @@ mod loom_tests {
             let mine: Vec<u8> = got.iter().copied().filter(|v| *v < 10).collect();
             assert_eq!(mine, [1, 2], "per-producer order in {got:?}");
             assert!(got.contains(&10));
+        });
+    }
+
+    /// A sender publishes one message and closes the queue: the receiver
+    /// gets the message, then sees the queue empty and closed (never empty
+    /// and closed with the message still unseen).
+    #[test]
+    fn close_after_publish_is_seen_after_the_message() {
+        crate::sync::model("mpmc_close_after_publish", || {
+            let (r, lay, c) = setup(2);
+            let r1 = r.clone();
+            let p = loom::thread::spawn(move || {
+                send_wait(&r1, &lay, rec(&r1, c), 7);
+                close(&r1, &lay, SENDERS_GONE);
+            });
+            let claim = rec(&r, c + 16);
+            let mut b = Backoff::new(WaitStrategy::Adaptive);
+            let mut got = Vec::new();
+            loop {
+                if let Some((pos, _)) = claim_recv(&r, &lay, claim, 1).unwrap() {
+                    let Slot::Message(off, 1) = slot_message(&r, &lay, pos).unwrap() else {
+                        panic!("bad slot")
+                    };
+                    let mut v = [0u8];
+                    r.read(off, &mut v).unwrap();
+                    free(&r, &lay, pos).unwrap();
+                    got.push(v[0]);
+                    continue;
+                }
+                if closed_bits(&r, &lay) & SENDERS_GONE != 0 {
+                    // Everything published before the close is visible now:
+                    // one more look, and if it is empty the stream is over
+                    // (`got` must then hold the message).
+                    let (_, deq) = positions(&r, &lay).unwrap();
+                    // ORDERING: Acquire — as in `claim_recv`.
+                    if r.u64_at(lay.slot(deq)).unwrap().load(Ordering::Acquire) & !SKIPPED
+                        != deq + 1
+                    {
+                        break;
+                    }
+                    continue;
+                }
+                let mut ready = || {
+                    closed_bits(&r, &lay) != 0 || {
+                        let (_, deq) = positions(&r, &lay).unwrap();
+                        // ORDERING: Relaxed — a wake-up hint.
+                        r.u64_at(lay.slot(deq)).unwrap().load(Ordering::Relaxed) & !SKIPPED
+                            == deq + 1
+                    }
+                };
+                b.snooze(&r, lay.data_wait, None, &mut ready);
+            }
+            p.join().unwrap();
+            assert_eq!(got, [7]);
         });
     }
 
