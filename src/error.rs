@@ -79,6 +79,21 @@ pub enum Error {
         /// Which end.
         role: &'static str,
     },
+    /// A value could not be encoded.
+    Encode {
+        /// The value's type.
+        type_name: &'static str,
+        /// What the encoder said.
+        detail: String,
+    },
+    /// A message does not decode as the type asked for. It was not
+    /// consumed: read it as bytes, or with the right type.
+    Decode {
+        /// The type asked for.
+        type_name: &'static str,
+        /// What the decoder said.
+        detail: String,
+    },
     /// Every peer slot of the segment is taken.
     TooManyPeers {
         /// The segment's name.
@@ -133,6 +148,13 @@ impl fmt::Display for Error {
             Error::Closed { segment, role } => {
                 write!(f, "segment {segment:?}: the {role} end was closed")
             }
+            Error::Encode { type_name, detail } => {
+                write!(f, "cannot encode a value of type {type_name}: {detail}")
+            }
+            Error::Decode { type_name, detail } => write!(
+                f,
+                "message does not decode as {type_name}: {detail} (it stays in the ring)"
+            ),
             Error::TooManyPeers { segment, slots } => write!(
                 f,
                 "segment {segment:?}: all {slots} peer slots are taken; drop a handle first"

@@ -71,6 +71,7 @@
 
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+pub mod codec;
 pub mod error;
 mod failpoint;
 mod header;

@@ -346,6 +346,41 @@ impl Sender {
         self.send_until(msg, Until::after(timeout))
     }
 
+    /// Send a serde value (encoded with postcard straight into the slot),
+    /// waiting for a free slot.
+    pub fn send_value<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> Result<(), SendError<()>> {
+        self.send_value_until(v, Until::Forever)
+    }
+
+    /// [`send_value`](Self::send_value) without waiting.
+    pub fn try_send_value<T: serde::Serialize + ?Sized>(
+        &mut self,
+        v: &T,
+    ) -> Result<(), SendError<()>> {
+        self.send_value_until(v, Until::Now)
+    }
+
+    fn send_value_until<T: serde::Serialize + ?Sized>(
+        &mut self,
+        v: &T,
+        until: Until,
+    ) -> Result<(), SendError<()>> {
+        let len = crate::codec::encoded_len(v).map_err(|e| SendError::Failed((), e))?;
+        let mut g = match until {
+            Until::Now => self.try_claim(len)?,
+            _ => self.claim(len)?,
+        };
+        // On an encoding error the grant drops uncommitted: the slot is
+        // abandoned (skipped), never left stuck.
+        crate::codec::encode_into(v, &mut g).map_err(|e| SendError::Failed((), e))?;
+        g.commit().map_err(|e| SendError::Failed((), e))
+    }
+
+    /// Send a plain-old-data value as its bytes, waiting for a free slot.
+    pub fn send_pod<T: bytemuck::Pod>(&mut self, v: &T) -> Result<(), SendError<()>> {
+        self.send(bytemuck::bytes_of(v))
+    }
+
     /// Claim a slot to write a message of up to `len` bytes in place
     /// (zero-copy), waiting for one. [`SendGrant::commit_len`] publishes it;
     /// dropping the grant abandons it (receivers skip the slot).
@@ -648,6 +683,37 @@ impl Receiver {
     /// The next message as a new `Vec`, waiting for one.
     pub fn recv_vec(&mut self) -> Result<Vec<u8>, RecvError> {
         Ok(self.read()?.to_vec())
+    }
+
+    /// The next message decoded as a serde value, waiting for one. A
+    /// message that does not decode as `T` is kept by this receiver (the
+    /// next receive returns it) and the error names the type.
+    pub fn recv_value<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, RecvError> {
+        self.decode_next(Until::Forever, crate::codec::decode::<T>)
+    }
+
+    /// [`recv_value`](Self::recv_value) without waiting.
+    pub fn try_recv_value<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, RecvError> {
+        self.decode_next(Until::Now, crate::codec::decode::<T>)
+    }
+
+    /// The next message as a plain-old-data value (exactly `size_of::<T>()`
+    /// bytes, or it is kept as for [`recv_value`](Self::recv_value)).
+    pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T, RecvError> {
+        self.decode_next(Until::Forever, crate::codec::decode_pod::<T>)
+    }
+
+    fn decode_next<T>(
+        &mut self,
+        until: Until,
+        f: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<T, RecvError> {
+        let (pos, off, len) = self.next_until(until)?;
+        // SAFETY: this receiver holds the claimed slot until `finish`.
+        let bytes = unsafe { self.end.seg.region().slice(off, len) }.expect("slot checked");
+        let v = f(bytes)?;
+        self.finish(pos)?;
+        Ok(v)
     }
 
     /// Receive up to `max` messages with one claim (one CAS) and one

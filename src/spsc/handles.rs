@@ -333,6 +333,50 @@ impl Producer {
         }
     }
 
+    /// Send a serde value (encoded with postcard straight into the ring),
+    /// waiting for room.
+    pub fn send_value<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> Result<(), SendError<()>> {
+        self.send_value_until(v, Until::Forever)
+    }
+
+    /// [`send_value`](Self::send_value) without waiting.
+    pub fn try_send_value<T: serde::Serialize + ?Sized>(
+        &mut self,
+        v: &T,
+    ) -> Result<(), SendError<()>> {
+        self.send_value_until(v, Until::Now)
+    }
+
+    /// [`send_value`](Self::send_value), waiting at most `timeout`.
+    pub fn send_value_timeout<T: serde::Serialize + ?Sized>(
+        &mut self,
+        v: &T,
+        timeout: Duration,
+    ) -> Result<(), SendError<()>> {
+        self.send_value_until(v, Until::after(timeout))
+    }
+
+    fn send_value_until<T: serde::Serialize + ?Sized>(
+        &mut self,
+        v: &T,
+        until: Until,
+    ) -> Result<(), SendError<()>> {
+        let len = crate::codec::encoded_len(v).map_err(|e| SendError::Failed((), e))?;
+        let off = self.reserve_until(len, until)?;
+        // SAFETY: `[off, off + len)` was just reserved for this producer;
+        // nobody reads it before we publish.
+        let buf =
+            unsafe { self.seg.region().slice_mut(off, len) }.expect("reserve checked the bounds");
+        crate::codec::encode_into(v, buf).map_err(|e| SendError::Failed((), e))?;
+        self.commit_publish(len)
+            .map_err(|e| SendError::Failed((), e))
+    }
+
+    /// Send a plain-old-data value as its bytes, waiting for room.
+    pub fn send_pod<T: bytemuck::Pod>(&mut self, v: &T) -> Result<(), SendError<()>> {
+        self.send(bytemuck::bytes_of(v))
+    }
+
     /// Claim `len` bytes of the ring to write in place (zero-copy), waiting
     /// as long as it takes. Nothing is visible until
     /// [`Grant::commit`]; dropping the grant abandons it.
@@ -674,6 +718,58 @@ impl Consumer {
             off,
             len,
         })
+    }
+
+    /// The next message decoded as a serde value, waiting for one. A
+    /// message that does not decode as `T` stays in the ring
+    /// ([`Error::Decode`] inside [`RecvError::Failed`]).
+    pub fn recv_value<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, RecvError> {
+        self.recv_value_until(Until::Forever)
+    }
+
+    /// [`recv_value`](Self::recv_value) without waiting.
+    pub fn try_recv_value<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, RecvError> {
+        self.recv_value_until(Until::Now)
+    }
+
+    /// [`recv_value`](Self::recv_value), waiting at most `timeout`.
+    pub fn recv_value_timeout<T: serde::de::DeserializeOwned>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<T, RecvError> {
+        self.recv_value_until(Until::after(timeout))
+    }
+
+    fn recv_value_until<T: serde::de::DeserializeOwned>(
+        &mut self,
+        until: Until,
+    ) -> Result<T, RecvError> {
+        self.decode_next(until, crate::codec::decode::<T>)
+    }
+
+    /// The next message as a plain-old-data value (it must be exactly
+    /// `size_of::<T>()` bytes, or it stays in the ring), waiting for one.
+    pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T, RecvError> {
+        self.decode_next(Until::Forever, crate::codec::decode_pod::<T>)
+    }
+
+    /// [`recv_pod`](Self::recv_pod) without waiting.
+    pub fn try_recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T, RecvError> {
+        self.decode_next(Until::Now, crate::codec::decode_pod::<T>)
+    }
+
+    /// Decode the next message with `f`; consume it only if that worked.
+    fn decode_next<T>(
+        &mut self,
+        until: Until,
+        f: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<T, RecvError> {
+        let (off, len) = self.peek_until(until)?;
+        // SAFETY: a committed frame not yet released, as in ReadGuard.
+        let bytes = unsafe { self.seg.region().slice(off, len) }.expect("peek checked the bounds");
+        let v = f(bytes)?;
+        self.consume(len)?;
+        Ok(v)
     }
 
     /// Borrow the next message in place (zero-copy), waiting for one. The
