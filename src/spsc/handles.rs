@@ -11,6 +11,7 @@ use crate::wait::{Backoff, Next, Until, WaitStrategy};
 use ring::{ConsumerCore, Layout, ProducerCore, CONSUMER_CLOSED, PRODUCER_CLOSED};
 use std::ops::{Deref, DerefMut};
 use std::os::fd::BorrowedFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Peer slot (and role code) of the producer.
@@ -94,9 +95,9 @@ fn attach(seg: &Segment, slot: u32) -> Result<()> {
     }
 }
 
-/// If the peer in `slot` died, reap it: set its `closed` bit, count it.
-/// Returns whether it is gone (closed or dead).
-fn check_peer(seg: &Segment, slot: u32) -> Result<bool> {
+/// If the peer in `slot` died, reap it: set `bit` in the ring's `closed`
+/// word, count it. Returns whether it is gone (closed or dead).
+fn check_peer(seg: &Segment, slot: u32, lay: &Layout, bit: u32) -> Result<bool> {
     match peer::liveness(seg, slot)? {
         Liveness::Vacant | Liveness::Alive => Ok(false),
         Liveness::Closed => Ok(true),
@@ -107,12 +108,7 @@ fn check_peer(seg: &Segment, slot: u32) -> Result<bool> {
                     w.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            let bit = if slot == PRODUCER_SLOT {
-                PRODUCER_CLOSED
-            } else {
-                CONSUMER_CLOSED
-            };
-            ring::close(seg.region(), &layout(seg), bit);
+            ring::close(seg.region(), lay, bit);
             Ok(true)
         }
     }
@@ -130,7 +126,12 @@ fn create_segment(name: Option<&str>, capacity: usize) -> Result<Segment> {
 /// ```
 #[derive(Debug)]
 pub struct Producer {
-    seg: Segment,
+    seg: Arc<Segment>,
+    /// The peer slot this handle owns (and detaches on drop), if any: a
+    /// pipe's halves share their end's slot.
+    own_slot: Option<u32>,
+    /// The consumer's peer slot.
+    peer_slot: u32,
     core: ProducerCore,
     strategy: WaitStrategy,
     _not_sync: NotSync,
@@ -144,7 +145,11 @@ pub struct Producer {
 /// ```
 #[derive(Debug)]
 pub struct Consumer {
-    seg: Segment,
+    seg: Arc<Segment>,
+    /// The peer slot this handle owns (and detaches on drop), if any.
+    own_slot: Option<u32>,
+    /// The producer's peer slot.
+    peer_slot: u32,
     core: ConsumerCore,
     strategy: WaitStrategy,
     _not_sync: NotSync,
@@ -192,13 +197,23 @@ impl Producer {
     fn from_segment(mut seg: Segment, creator: bool) -> Result<Producer> {
         attach(&seg, PRODUCER_SLOT)?;
         seg.set_unlink_on_drop(creator);
-        let core = ProducerCore::new(layout(&seg));
-        Ok(Producer {
+        let lay = layout(&seg);
+        let mut p = Producer::half(Arc::new(seg), lay, CONSUMER_SLOT);
+        p.own_slot = Some(PRODUCER_SLOT);
+        Ok(p)
+    }
+
+    /// The producer half of a ring at `lay` in `seg`, whose consumer owns
+    /// `peer_slot`; attaching is the caller's business.
+    pub(crate) fn half(seg: Arc<Segment>, lay: Layout, peer_slot: u32) -> Producer {
+        Producer {
             seg,
-            core,
+            own_slot: None,
+            peer_slot,
+            core: ProducerCore::new(lay),
             strategy: WaitStrategy::default(),
             _not_sync: std::marker::PhantomData,
-        })
+        }
     }
 
     /// The segment's file descriptor (close-on-exec), to pass to a child.
@@ -228,7 +243,7 @@ impl Producer {
 
     /// What the kernel and the peer table say about the consumer.
     pub fn consumer_liveness(&self) -> Result<Liveness> {
-        peer::liveness(&self.seg, CONSUMER_SLOT)
+        peer::liveness(&self.seg, self.peer_slot)
     }
 
     /// Send without waiting: `Full` when there is no room now.
@@ -325,7 +340,9 @@ impl Producer {
                 Next::Retry => {}
                 Next::TimedOut => return Err(SendError::Timeout(())),
                 Next::CheckPeers => {
-                    if check_peer(&self.seg, CONSUMER_SLOT).map_err(|e| SendError::Failed((), e))? {
+                    if check_peer(&self.seg, self.peer_slot, &lay, CONSUMER_CLOSED)
+                        .map_err(|e| SendError::Failed((), e))?
+                    {
                         return Err(SendError::Disconnected(()));
                     }
                 }
@@ -424,7 +441,9 @@ impl Drop for Producer {
         let r = self.seg.region();
         let _ = self.core.publish(r);
         ring::close(r, self.core.layout(), PRODUCER_CLOSED);
-        peer::detach(&self.seg, PRODUCER_SLOT);
+        if let Some(slot) = self.own_slot {
+            peer::detach(&self.seg, slot);
+        }
     }
 }
 
@@ -575,13 +594,23 @@ impl Consumer {
     fn from_segment(mut seg: Segment, creator: bool) -> Result<Consumer> {
         attach(&seg, CONSUMER_SLOT)?;
         seg.set_unlink_on_drop(creator);
-        let core = ConsumerCore::new(layout(&seg));
-        Ok(Consumer {
+        let lay = layout(&seg);
+        let mut c = Consumer::half(Arc::new(seg), lay, PRODUCER_SLOT);
+        c.own_slot = Some(CONSUMER_SLOT);
+        Ok(c)
+    }
+
+    /// The consumer half of a ring at `lay` in `seg`, whose producer owns
+    /// `peer_slot`; attaching is the caller's business.
+    pub(crate) fn half(seg: Arc<Segment>, lay: Layout, peer_slot: u32) -> Consumer {
+        Consumer {
             seg,
-            core,
+            own_slot: None,
+            peer_slot,
+            core: ConsumerCore::new(lay),
             strategy: WaitStrategy::default(),
             _not_sync: std::marker::PhantomData,
-        })
+        }
     }
 
     /// The segment's file descriptor (close-on-exec), to pass to a child.
@@ -606,7 +635,7 @@ impl Consumer {
 
     /// What the kernel and the peer table say about the producer.
     pub fn producer_liveness(&self) -> Result<Liveness> {
-        peer::liveness(&self.seg, PRODUCER_SLOT)
+        peer::liveness(&self.seg, self.peer_slot)
     }
 
     /// The next message's `(offset, len)`, waiting per `until`.
@@ -654,7 +683,7 @@ impl Consumer {
                 Next::CheckPeers => {
                     // A dead producer gets its closed bit set; the loop then
                     // drains and reports Disconnected.
-                    check_peer(&self.seg, PRODUCER_SLOT)?;
+                    check_peer(&self.seg, self.peer_slot, &lay, PRODUCER_CLOSED)?;
                 }
             }
         }
@@ -813,7 +842,9 @@ impl Drop for Consumer {
         let r = self.seg.region();
         let _ = self.core.release(r);
         ring::close(r, self.core.layout(), CONSUMER_CLOSED);
-        peer::detach(&self.seg, CONSUMER_SLOT);
+        if let Some(slot) = self.own_slot {
+            peer::detach(&self.seg, slot);
+        }
     }
 }
 
