@@ -126,6 +126,6 @@ fn a_value_too_large_for_the_ring_is_refused_with_the_maximum() {
     let big = vec![0u8; 100];
     assert!(matches!(
         tx.try_send_value(&big),
-        Err(ringway::SendError::TooLarge { max: 48, .. })
+        Err(ringway::SendError::TooLarge { max: 24, .. })
     ));
 }

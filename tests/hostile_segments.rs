@@ -162,7 +162,7 @@ fn hostile_frame_headers_are_corruption_errors() {
     for bad in [
         u64::MAX,            // huge length, unknown kind
         1 << 32 | 1_000_000, // data frame far longer than the ring
-        1 << 32 | 57,        // data frame longer than the largest message
+        1 << 32 | 33,        // data frame longer than the largest message (24)
         2 << 32 | 56,        // padding at index 0
         9 << 32,             // unknown kind
     ] {

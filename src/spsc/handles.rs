@@ -22,7 +22,7 @@ const CONSUMER_SLOT: u32 = 1;
 const DEFAULT_MODE: u32 = 0o600;
 
 /// Round a requested capacity up to a power of two in range.
-fn data_capacity(capacity: usize) -> Result<u64> {
+pub(crate) fn data_capacity(capacity: usize) -> Result<u64> {
     let cap = (capacity as u64).max(ring::MIN_CAPACITY);
     if cap > ring::MAX_CAPACITY {
         return Err(Error::InvalidArgument(format!(
@@ -49,7 +49,7 @@ pub(crate) fn validate(h: &Header) -> std::result::Result<(), (&'static str, Str
     if !cap.is_power_of_two() || !(ring::MIN_CAPACITY..=ring::MAX_CAPACITY).contains(&cap) {
         return Err((
             "param_a",
-            format!("capacity {cap} is not a power of two in 32..=2^40"),
+            format!("capacity {cap} is not a power of two in 32..=2^32"),
         ));
     }
     if h.peer_slots != 2 {
@@ -80,7 +80,7 @@ fn layout(seg: &Segment) -> Layout {
 
 /// Attach `slot` of `seg` for this handle, refusing an end in use or used
 /// before.
-fn attach(seg: &Segment, slot: u32) -> Result<()> {
+pub(crate) fn attach(seg: &Segment, slot: u32) -> Result<()> {
     let role = if slot == PRODUCER_SLOT {
         "producer"
     } else {
@@ -231,7 +231,8 @@ impl Producer {
         self.core.layout().cap as usize
     }
 
-    /// The largest message this ring takes: `capacity - 16`.
+    /// The largest message this ring takes: `capacity / 2 - 8` (so a
+    /// message always fits a drained ring in one step).
     pub fn max_message_len(&self) -> usize {
         ring::max_message(self.core.layout().cap) as usize
     }
@@ -747,6 +748,23 @@ impl Consumer {
             off,
             len,
         })
+    }
+
+    /// Whether a message is ready (or the stream has ended, so a receive
+    /// would return at once): `None` waits as long as it takes, `Some(0)`
+    /// checks now, `Some(t)` waits at most `t`. Consumes nothing.
+    pub fn poll(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        let until = match timeout {
+            None => Until::Forever,
+            Some(t) if t.is_zero() => Until::Now,
+            Some(t) => Until::after(t),
+        };
+        match self.peek_until(until) {
+            Ok(_) | Err(RecvError::Disconnected) => Ok(true),
+            Err(RecvError::Empty | RecvError::Timeout) => Ok(false),
+            Err(RecvError::Failed(e)) => Err(e),
+            Err(RecvError::BufferTooShort { .. }) => Ok(true),
+        }
     }
 
     /// The next message decoded as a serde value, waiting for one. A

@@ -33,7 +33,8 @@
 //!
 //! The zeroed word after the frame must be free space, so the producer
 //! keeps 8 bytes of slack: a frame fits when `tail + len + 8 - head <= cap`.
-//! The largest message is therefore `cap - 16` bytes.
+//! The largest message is `cap / 2 - 8` bytes, so that a frame and the
+//! padding before it always fit a drained ring in one step.
 //!
 //! # Untrusted memory
 //!
@@ -55,8 +56,9 @@ pub(crate) const KIND_PAD: u32 = 2;
 pub(crate) const FRAME_HEADER: u64 = 8;
 /// Smallest data capacity.
 pub(crate) const MIN_CAPACITY: u64 = 32;
-/// Largest data capacity (1 TiB).
-pub(crate) const MAX_CAPACITY: u64 = 1 << 40;
+/// Largest data capacity (4 GiB): a frame's length must fit the header's
+/// 32 bits.
+pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
 
 /// Bytes a frame of `len` payload bytes occupies.
 #[inline]
@@ -64,10 +66,13 @@ pub(crate) fn frame_len(len: u64) -> u64 {
     FRAME_HEADER + len.div_ceil(8) * 8
 }
 
-/// The largest payload a ring of `cap` data bytes takes.
+/// The largest payload a ring of `cap` data bytes takes: half the ring
+/// less a header, so that a frame and the padding before it always fit a
+/// drained ring together (a send to a drained ring never needs the consumer
+/// to skip padding first).
 #[inline]
 pub(crate) fn max_message(cap: u64) -> u64 {
-    cap - 2 * FRAME_HEADER
+    cap / 2 - FRAME_HEADER
 }
 
 /// `closed` bit: the producer end is gone (dropped or dead).
@@ -507,22 +512,26 @@ mod tests {
     fn wraps_with_padding_and_keeps_order() {
         let (r, mut p, mut c) = ring(64);
         for i in 0u8..200 {
-            let msg = vec![i; (i % 30) as usize];
+            let msg = vec![i; (i % 25) as usize];
             assert!(send_into_drained(&r, &mut p, &mut c, &msg), "message {i}");
             assert_eq!(recv(&r, &mut c).unwrap(), msg);
         }
     }
 
     #[test]
-    fn largest_message_fits_an_empty_ring_at_any_index() {
+    fn largest_message_fits_a_drained_ring_at_any_index_in_one_step() {
         let (r, mut p, mut c) = ring(64);
         let max = max_message(64) as usize;
-        for shift in 0..10usize {
+        assert_eq!(max, 24);
+        for shift in 0..20usize {
             let small = vec![1u8; shift];
             assert!(send(&r, &mut p, &small));
             assert_eq!(recv(&r, &mut c).unwrap(), small);
             let big = vec![7u8; max];
-            assert!(send_into_drained(&r, &mut p, &mut c, &big), "shift {shift}");
+            assert!(
+                send(&r, &mut p, &big),
+                "shift {shift}: padding and frame fit at once"
+            );
             assert_eq!(recv(&r, &mut c).unwrap(), big);
         }
     }
@@ -546,7 +555,7 @@ mod tests {
         let w = r.u64_at(lay.data).unwrap();
         for bad in [
             1000u64 | (KIND_DATA as u64) << 32, // longer than the ring
-            56 | (KIND_DATA as u64) << 32,      // longer than max message
+            32 | (KIND_DATA as u64) << 32,      // longer than max message
             8 | 7u64 << 32,                     // unknown kind
             56 | (KIND_PAD as u64) << 32,       // padding at index 0
         ] {
