@@ -64,7 +64,13 @@ fn ofd_lock(
     fl.l_len = 1;
     // SAFETY: the fd is open for as long as `seg`; `fl` is a valid flock
     // that outlives the call.
-    let rc = unsafe { libc::fcntl(seg.file().as_raw_fd(), cmd, &mut fl as *mut libc::flock) };
+    let rc = unsafe {
+        libc::fcntl(
+            seg.lock_file().as_raw_fd(),
+            cmd,
+            &mut fl as *mut libc::flock,
+        )
+    };
     if rc == 0 {
         Ok(fl)
     } else {

@@ -40,7 +40,12 @@ pub(crate) type Validator = fn(&Header) -> std::result::Result<(), (&'static str
 #[derive(Debug)]
 pub(crate) struct Segment {
     region: Region,
+    /// The file behind the mapping; its fd may be handed to other processes.
     file: File,
+    /// A private open file description of the same file, never handed out:
+    /// the peer locks are taken through it, so a child that inherits
+    /// `file` cannot keep this handle's lock alive after it dies.
+    lock: File,
     name: Option<String>,
     header: Header,
     unlink_on_drop: bool,
@@ -103,17 +108,20 @@ pub fn unlink(name: &str) -> Result<()> {
 impl Segment {
     /// Create a named segment (`O_CREAT | O_EXCL`, `mode`), or an anonymous
     /// one when `name` is `None`, and initialise it to `READY`.
+    #[allow(dead_code)]
     pub(crate) fn create(name: Option<&str>, spec: Spec, mode: u32) -> Result<Segment> {
         Self::create_with(name, spec, mode, &|_| Ok(()))
     }
 
-    /// [`create`](Self::create), running `init` on the zeroed region before
-    /// it is published READY.
+    /// [`create`](Self::create), running `init` on the segment (zeroed, its
+    /// header written but not yet READY) before it is published: the
+    /// kind's initial state, and the creator's own peer slot, so no opener
+    /// can take that slot first.
     pub(crate) fn create_with(
         name: Option<&str>,
         spec: Spec,
         mode: u32,
-        init: &dyn Fn(&Region) -> Result<()>,
+        init: &dyn Fn(&Segment) -> Result<()>,
     ) -> Result<Segment> {
         let total = kind_off(spec.peer_slots)
             .checked_add(spec.kind_size)
@@ -222,16 +230,20 @@ impl Segment {
             spec.peer_slots,
         );
         header.checksum = header.compute_checksum();
-        init(&region).map_err(cleanup)?;
-        header::publish(&region, &header);
-        header.state = header::READY;
-        Ok(Segment {
+        let lock = private_ofd(&file, &dname).map_err(cleanup)?;
+        let mut seg = Segment {
             region,
             file,
+            lock,
             name: name.map(str::to_owned),
             header,
+            // From here on, dropping `seg` on an error removes the name.
             unlink_on_drop: name.is_some(),
-        })
+        };
+        init(&seg)?;
+        header::publish(&seg.region, &seg.header);
+        seg.header.state = header::READY;
+        Ok(seg)
     }
 
     /// Open a named segment and validate it as `kind`.
@@ -360,9 +372,11 @@ impl Segment {
                 segment: dname.clone(),
                 source,
             })?;
+        let lock = private_ofd(&file, &dname)?;
         Ok(Segment {
             region: Region::from_map(map),
             file,
+            lock,
             name: name.map(str::to_owned),
             header,
             unlink_on_drop: false,
@@ -379,8 +393,9 @@ impl Segment {
     pub(crate) fn name(&self) -> &str {
         display_name(self.name.as_deref())
     }
-    pub(crate) fn file(&self) -> &File {
-        &self.file
+    /// The open file description the peer locks go through (private).
+    pub(crate) fn lock_file(&self) -> &File {
+        &self.lock
     }
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
@@ -414,6 +429,20 @@ impl Drop for Segment {
             }
         }
     }
+}
+
+/// A new open file description of `file` (through `/proc/self/fd`),
+/// close-on-exec.
+fn private_ofd(file: &File, dname: &str) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|source| Error::Io {
+            op: "open /proc/self/fd",
+            segment: dname.to_owned(),
+            source,
+        })
 }
 
 fn file_size(file: &File, dname: &str) -> Result<u64> {

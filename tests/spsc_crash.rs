@@ -7,6 +7,7 @@ mod common;
 use common::{check_message, child, exit_child, message, unique_name, Unlink};
 use ringway::spsc::{Consumer, Producer};
 use ringway::{Liveness, RecvError, SendError};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -33,6 +34,40 @@ fn child_entry() {
             let me = unsafe { libc::getpid() };
             // SAFETY: SIGKILL to ourselves: the crash under test.
             unsafe { libc::kill(me, libc::SIGKILL) };
+        }
+        // Create an anonymous ring, hand its fd to a grandchild consumer,
+        // then send until killed.
+        "produce_anon_with_grandchild" => {
+            let mut tx = Producer::create_anonymous(1024).expect("create");
+            let fd = tx.segment_fd().as_raw_fd();
+            let mut b = child("consume_inherited")
+                .arg("FD", fd)
+                .arg("OUT", common::arg("OUT"));
+            let clear_cloexec = move || {
+                // SAFETY: fcntl on an fd number is async-signal-safe.
+                if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            };
+            // SAFETY: the closure only calls fcntl.
+            unsafe { std::os::unix::process::CommandExt::pre_exec(&mut b.cmd, clear_cloexec) };
+            let g = b.spawn();
+            std::mem::forget(g); // outlives us: it must notice our death
+            let mut buf = Vec::new();
+            for seq in 0.. {
+                message(seq, &mut buf);
+                tx.send_timeout(&buf, LONG).expect("send");
+            }
+        }
+        // Drain the inherited ring until Disconnected; record the outcome.
+        "consume_inherited" => {
+            let fd: i32 = common::arg("FD").parse().unwrap();
+            // SAFETY: inherited without close-on-exec, open for our life.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let mut rx = Consumer::from_fd(fd).expect("from_fd");
+            let got = drain_until_disconnected(&mut rx);
+            std::fs::write(common::arg("OUT"), format!("disconnected after {got}")).unwrap();
         }
         other => panic!("unknown role {other}"),
     }
@@ -89,6 +124,38 @@ fn producer_killed_between_write_and_commit_loses_only_that_frame() {
             Err(RecvError::Disconnected)
         ));
     }
+}
+
+#[test]
+fn a_child_holding_the_segment_fd_does_not_keep_a_dead_producer_alive() {
+    // The producer hands its segment's fd to a consumer it spawns; when the
+    // producer is killed, the consumer must see Disconnected although it
+    // still holds that fd (the peer lock lives on a private descriptor).
+    let out = std::env::temp_dir()
+        .join(unique_name("inherit"))
+        .to_string_lossy()
+        .into_owned();
+    let _ = std::fs::remove_file(&out);
+    let mut p = child("produce_anon_with_grandchild")
+        .arg("OUT", &out)
+        .spawn();
+    std::thread::sleep(Duration::from_millis(200));
+    p.kill();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let result = loop {
+        if let Ok(s) = std::fs::read_to_string(&out) {
+            if !s.is_empty() {
+                break s;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the consumer never saw the producer's death"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = std::fs::remove_file(&out);
+    assert!(result.starts_with("disconnected after "), "{result}");
 }
 
 #[test]

@@ -87,7 +87,9 @@ fn create_segment(name: Option<&str>, capacity: usize, max_message: usize) -> Re
         cap,
         slot,
     );
-    Segment::create_with(name, spec, DEFAULT_MODE, &|r| ring::init(r, &lay))
+    Segment::create_with(name, spec, DEFAULT_MODE, &|seg| {
+        ring::init(seg.region(), &lay)
+    })
 }
 
 /// One attached end, sender or receiver: the segment, its peer slot and the

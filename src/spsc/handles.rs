@@ -114,8 +114,12 @@ fn check_peer(seg: &Segment, slot: u32, lay: &Layout, bit: u32) -> Result<bool> 
     }
 }
 
-fn create_segment(name: Option<&str>, capacity: usize) -> Result<Segment> {
-    Segment::create(name, spec(data_capacity(capacity)?), DEFAULT_MODE)
+/// Create a ring, attached as `slot` before it is READY (no opener can
+/// take the creator's end first).
+fn create_segment(name: Option<&str>, capacity: usize, slot: u32) -> Result<Segment> {
+    Segment::create_with(name, spec(data_capacity(capacity)?), DEFAULT_MODE, &|seg| {
+        attach(seg, slot)
+    })
 }
 
 /// The sending end of an spsc ring. `Send`, not `Sync`, not `Clone`.
@@ -158,13 +162,14 @@ pub struct Consumer {
 /// A `!Sync` marker: a handle's process-local positions must not be shared.
 type NotSync = std::marker::PhantomData<std::cell::Cell<()>>;
 
-/// A ring made in this process with both ends (an anonymous memfd segment).
-/// Hand one end to a thread, or the segment's fd
-/// ([`Producer::segment_fd`]) to a child process, which opens its end with
-/// [`Consumer::from_fd`] / [`Producer::from_fd`] (after dropping the one it
-/// inherited).
+/// A ring with both ends in this process (an anonymous memfd segment), for
+/// threads. For a child process, do not fork or pass these handles: create
+/// one end with [`Producer::create_anonymous`] (or a named ring), hand the
+/// child [`Producer::segment_fd`], and let it attach the other end with
+/// [`Consumer::from_fd`]. An end is attached once, so a handle copied by
+/// `fork` and dropped in the child would close the parent's end.
 pub fn channel(capacity: usize) -> Result<(Producer, Consumer)> {
-    let tx = Producer::from_segment(create_segment(None, capacity)?, true)?;
+    let tx = Producer::from_segment(create_segment(None, capacity, PRODUCER_SLOT)?, true)?;
     let rx = Consumer::from_fd(tx.segment_fd())?;
     Ok((tx, rx))
 }
@@ -175,13 +180,13 @@ impl Producer {
     /// removed when this handle is dropped; the ring lives on for processes
     /// that have it open.
     pub fn create(name: &str, capacity: usize) -> Result<Producer> {
-        Producer::from_segment(create_segment(Some(name), capacity)?, true)
+        Producer::from_segment(create_segment(Some(name), capacity, PRODUCER_SLOT)?, true)
     }
 
     /// Create an anonymous ring (a memfd): share it through
     /// [`segment_fd`](Self::segment_fd).
     pub fn create_anonymous(capacity: usize) -> Result<Producer> {
-        Producer::from_segment(create_segment(None, capacity)?, true)
+        Producer::from_segment(create_segment(None, capacity, PRODUCER_SLOT)?, true)
     }
 
     /// Open the named ring as its producer.
@@ -194,8 +199,11 @@ impl Producer {
         Producer::from_segment(Segment::open_fd(fd, Kind::Spsc, validate)?, false)
     }
 
+    /// A handle on `seg`; a creator's segment is attached already.
     fn from_segment(mut seg: Segment, creator: bool) -> Result<Producer> {
-        attach(&seg, PRODUCER_SLOT)?;
+        if !creator {
+            attach(&seg, PRODUCER_SLOT)?;
+        }
         seg.set_unlink_on_drop(creator);
         let lay = layout(&seg);
         let mut p = Producer::half(Arc::new(seg), lay, CONSUMER_SLOT);
@@ -579,7 +587,13 @@ impl Consumer {
     /// power of two, at least 32) and attach as its consumer. The name is
     /// removed when this handle is dropped.
     pub fn create(name: &str, capacity: usize) -> Result<Consumer> {
-        Consumer::from_segment(create_segment(Some(name), capacity)?, true)
+        Consumer::from_segment(create_segment(Some(name), capacity, CONSUMER_SLOT)?, true)
+    }
+
+    /// Create an anonymous ring (a memfd) and attach as its consumer: share
+    /// it through [`segment_fd`](Self::segment_fd).
+    pub fn create_anonymous(capacity: usize) -> Result<Consumer> {
+        Consumer::from_segment(create_segment(None, capacity, CONSUMER_SLOT)?, true)
     }
 
     /// Open the named ring as its consumer.
@@ -592,8 +606,11 @@ impl Consumer {
         Consumer::from_segment(Segment::open_fd(fd, Kind::Spsc, validate)?, false)
     }
 
+    /// A handle on `seg`; a creator's segment is attached already.
     fn from_segment(mut seg: Segment, creator: bool) -> Result<Consumer> {
-        attach(&seg, CONSUMER_SLOT)?;
+        if !creator {
+            attach(&seg, CONSUMER_SLOT)?;
+        }
         seg.set_unlink_on_drop(creator);
         let lay = layout(&seg);
         let mut c = Consumer::half(Arc::new(seg), lay, PRODUCER_SLOT);
