@@ -6,7 +6,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 128 | [`Header`]: immutable once `state == READY`, but for `state` |
-//! | 128 | 128 | control line: `closed` u32 @128, `reaped` u32 @132, `lost` u64 @136, a second ring's `closed` u32 @144 |
+//! | 128 | 128 | control line: `closed` u32 @128, `reaped` u32 @132, `lost` u64 @136 |
 //! | 256 | `peer_slots × 64`, rounded up to 128 | peer table (`peer.rs`) |
 //! | after | kind-specific | the ring or table |
 //!
@@ -34,8 +34,7 @@ pub(crate) const CLOSED_OFF: usize = CONTROL_OFF;
 pub(crate) const REAPED_OFF: usize = CONTROL_OFF + 4;
 /// Messages lost in flight in dead processes, u64.
 pub(crate) const LOST_OFF: usize = CONTROL_OFF + 8;
-/// A second ring's `closed` bits (a duplex pipe's), u32.
-pub(crate) const CLOSED2_OFF: usize = CONTROL_OFF + 16;
+
 /// Offset of the peer table.
 pub(crate) const PEERS_OFF: usize = 256;
 /// Bytes per peer-table entry.

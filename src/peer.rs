@@ -126,14 +126,14 @@ pub(crate) fn attach(seg: &Segment, slot: u32, role: u32) -> Result<Attach> {
     Ok(Attach::Attached)
 }
 
-/// Take any free (or cleanly closed) slot for a handle of `role`: the
+/// Take any free, closed or reaped slot for a handle of `role`: the
 /// multi-peer kinds reuse slots. `Ok(None)` when the table is full. A slot
 /// whose owner died stays taken until [`reap`] has recovered it.
 pub(crate) fn attach_any(seg: &Segment, role: u32) -> Result<Option<u32>> {
     for slot in 0..seg.header().peer_slots {
         let state = slot_state(seg, slot)?;
         // ORDERING: Relaxed — a hint to skip busy slots; the lock decides.
-        if !matches!(state.load(Ordering::Relaxed), FREE | CLOSED) {
+        if !matches!(state.load(Ordering::Relaxed), FREE | CLOSED | DEAD) {
             continue;
         }
         match ofd_lock(seg, slot, libc::F_OFD_SETLK, libc::F_WRLCK as libc::c_short) {
@@ -150,8 +150,9 @@ pub(crate) fn attach_any(seg: &Segment, role: u32) -> Result<Option<u32>> {
             }
         }
         // ORDERING: Acquire — pairs with the Release stores of the slot's
-        // earlier owner and reaper: its claim is settled.
-        if !matches!(state.load(Ordering::Acquire), FREE | CLOSED) {
+        // earlier owner and reaper: its claim is settled (a DEAD slot is
+        // one `reap` has recovered).
+        if !matches!(state.load(Ordering::Acquire), FREE | CLOSED | DEAD) {
             unlock(seg, slot);
             continue;
         }
@@ -219,8 +220,9 @@ pub(crate) fn state(seg: &Segment, slot: u32) -> Result<u32> {
 }
 
 /// If the owner of `slot` is dead, lock the slot, run `recover` (which
-/// settles the dead owner's claim), mark it reusable, and return `true`.
-/// `false` if it is alive, free or closed.
+/// settles the dead owner's claim), mark it DEAD (reusable, and reported as
+/// a death), and return `true`. `false` if it is alive, free, closed or
+/// reaped already.
 pub(crate) fn reap(
     seg: &Segment,
     slot: u32,
@@ -228,7 +230,7 @@ pub(crate) fn reap(
 ) -> Result<bool> {
     let state = slot_state(seg, slot)?;
     // ORDERING: Acquire — as in `liveness`.
-    if !matches!(state.load(Ordering::Acquire), ACTIVE | DEAD) {
+    if state.load(Ordering::Acquire) != ACTIVE {
         return Ok(false);
     }
     // Taking the lock proves the owner is gone, and keeps anyone from
@@ -248,11 +250,11 @@ pub(crate) fn reap(
     }
     // ORDERING: Acquire — re-read under the lock: a clean detach stores
     // CLOSED before it unlocks.
-    let res = if matches!(state.load(Ordering::Acquire), ACTIVE | DEAD) {
+    let res = if state.load(Ordering::Acquire) == ACTIVE {
         recover(slot).map(|()| {
             // ORDERING: Release — the claim is settled before the slot is
             // seen reusable; pairs with the Acquire in `attach_any`.
-            state.store(CLOSED, Ordering::Release);
+            state.store(DEAD, Ordering::Release);
             true
         })
     } else {

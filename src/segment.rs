@@ -284,6 +284,7 @@ impl Segment {
                 segment: "<anonymous>".into(),
                 source,
             })?;
+        check_seals(&file, fd)?;
         Self::from_file(file, None, kind, validate)
     }
 
@@ -429,6 +430,29 @@ impl Drop for Segment {
             }
         }
     }
+}
+
+/// A memfd handed to us must be sealed against shrinking (ours are, at
+/// creation): otherwise whoever else holds it could truncate it under our
+/// mapping, a SIGBUS here. (A named segment cannot be sealed; its file is
+/// protected by its permissions, see the crate's safety model.)
+fn check_seals(file: &File, fd: BorrowedFd<'_>) -> Result<()> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap_or_default();
+    if !link.to_string_lossy().starts_with("/memfd:") {
+        return Ok(());
+    }
+    // SAFETY: F_GET_SEALS on an open fd touches no memory of ours.
+    let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
+    if seals < 0 || seals & libc::F_SEAL_SHRINK == 0 {
+        return Err(Error::Invalid {
+            segment: "<anonymous>".into(),
+            field: "seals",
+            detail:
+                "the memfd is not sealed against shrinking; it could be truncated under the mapping"
+                    .into(),
+        });
+    }
+    Ok(())
 }
 
 /// A new open file description of `file` (through `/proc/self/fd`),

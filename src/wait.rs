@@ -148,14 +148,21 @@ fn light_barrier() {
 }
 
 /// The sleeper's side: a full fence here, and one on every registered
-/// process's running threads.
-fn heavy_barrier() {
+/// process's running threads. `false` if the membarrier failed: a waker
+/// that relies on it may then be missed, so the caller sleeps in short
+/// slices.
+fn heavy_barrier() -> bool {
     // ORDERING: SeqCst fence — pairs with `light_barrier` (or the fallback
     // fence there).
     fence(Ordering::SeqCst);
     #[cfg(not(loom))]
-    membarrier::global();
+    return membarrier::global();
+    #[cfg(loom)]
+    true
 }
+
+/// The longest sleep when the heavy barrier failed (see `heavy_barrier`).
+const DEGRADED_SLICE: Duration = Duration::from_millis(1);
 
 /// Wake every sleeper of `cell`, if any. Call after publishing progress.
 #[inline(always)]
@@ -175,28 +182,17 @@ pub(crate) fn wake(r: &Region, cell: WaitCell) {
     }
 }
 
-/// Sleep on `cell` for at most `timeout` unless `ready()` already holds
-/// after registering. Spurious returns are allowed; callers loop.
-pub(crate) fn sleep(
-    r: &Region,
-    cell: WaitCell,
-    timeout: Duration,
-    ready: &mut dyn FnMut() -> bool,
-) {
-    let (Some(waiters), Some(seq)) = (r.u32_at(cell.off), r.u32_at(cell.seq_off())) else {
-        return;
-    };
-    // ORDERING: Relaxed — the barrier below orders it before the re-check.
-    waiters.fetch_add(1, Ordering::Relaxed);
-    heavy_barrier();
-    // ORDERING: Acquire — pairs with the Release bump in `wake`.
-    let s = seq.load(Ordering::Acquire);
-    if !ready() {
-        futex_wait(r, cell.seq_off(), s, timeout);
+/// For calls that do not wait: whether it is time to check the peers again
+/// (at most once per [`SLICE`]), so that polling with `try_*` notices a
+/// dead peer too.
+pub(crate) fn peer_check_due(next: &std::cell::Cell<Option<Instant>>) -> bool {
+    let now = Instant::now();
+    if next.get().is_none_or(|t| now >= t) {
+        next.set(Some(now + SLICE));
+        true
+    } else {
+        false
     }
-    // ORDERING: Relaxed — only a hint for wakers; a stale non-zero costs
-    // them one needless wake call.
-    waiters.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// How long a blocking call may wait.
@@ -225,12 +221,32 @@ impl Until {
 }
 
 /// Back-off state for one blocking call.
+///
+/// Once it first sleeps, it stays registered in the cell's `waiters` until
+/// it is dropped (the end of the blocking call): the store→load handshake
+/// of the module docs is needed once per registration, so the heavy
+/// barrier (IPIs to every core running a registered process) is paid once
+/// per blocking call, not once per sleep slice.
 #[derive(Debug)]
-pub(crate) struct Backoff {
+pub(crate) struct Backoff<'r> {
     strategy: WaitStrategy,
     began: Option<Instant>,
     next_check: Option<Instant>,
     rounds: u32,
+    /// The `waiters` word we are counted in, if registered.
+    registered: Option<&'r crate::sync::AtomicU32>,
+    /// Whether the heavy barrier at registration worked.
+    barrier_ok: bool,
+}
+
+impl Drop for Backoff<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.registered {
+            // ORDERING: Relaxed — only a hint for wakers; a stale non-zero
+            // costs them one needless wake call.
+            w.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// What a blocking loop should do after a [`Backoff::snooze`].
@@ -244,7 +260,7 @@ pub(crate) enum Next {
     TimedOut,
 }
 
-impl Backoff {
+impl<'r> Backoff<'r> {
     /// A back-off that has not waited yet. It reads the clock only from
     /// its 32nd round on, so a wait that ends within a few pauses (the
     /// common case under load) costs no clock read.
@@ -254,6 +270,8 @@ impl Backoff {
             began: None,
             next_check: None,
             rounds: 0,
+            registered: None,
+            barrier_ok: true,
         }
     }
 
@@ -261,7 +279,7 @@ impl Backoff {
     /// depending on how long we have waited.
     pub(crate) fn snooze(
         &mut self,
-        r: &Region,
+        r: &'r Region,
         cell: WaitCell,
         deadline: Option<Instant>,
         ready: &mut dyn FnMut() -> bool,
@@ -271,7 +289,7 @@ impl Backoff {
             // Under loom time does not pass: spin once, then sleep, so the
             // models reach the futex path.
             if self.rounds > 1 {
-                sleep(r, cell, SLICE, ready);
+                self.sleep(r, cell, SLICE, ready);
             } else {
                 crate::sync::spin_loop();
             }
@@ -310,12 +328,45 @@ impl Backoff {
                 if let Some(d) = deadline {
                     t = t.min(d - now);
                 }
-                sleep(r, cell, t, ready);
+                self.sleep(r, cell, t, ready);
                 // Check the clock (deadline, slice) on the next round.
                 self.rounds = 31;
             }
         }
         Next::Retry
+    }
+}
+
+impl<'r> Backoff<'r> {
+    /// Sleep on `cell` for at most `timeout` unless `ready()` holds once we
+    /// are registered. Spurious returns are allowed; callers loop.
+    fn sleep(
+        &mut self,
+        r: &'r Region,
+        cell: WaitCell,
+        timeout: Duration,
+        ready: &mut dyn FnMut() -> bool,
+    ) {
+        let (Some(waiters), Some(seq)) = (r.u32_at(cell.off), r.u32_at(cell.seq_off())) else {
+            return;
+        };
+        if self.registered.is_none() {
+            // ORDERING: Relaxed — the barrier below orders it before the
+            // re-check.
+            waiters.fetch_add(1, Ordering::Relaxed);
+            self.registered = Some(waiters);
+            self.barrier_ok = heavy_barrier();
+        }
+        // ORDERING: Acquire — pairs with the Release bump in `wake`.
+        let s = seq.load(Ordering::Acquire);
+        if !ready() {
+            let t = if self.barrier_ok {
+                timeout
+            } else {
+                timeout.min(DEGRADED_SLICE)
+            };
+            futex_wait(r, cell.seq_off(), s, t);
+        }
     }
 }
 

@@ -249,3 +249,19 @@ fn mpmc_parameters_and_kind_are_checked() {
     forge(&name, &h, h.total_size);
     assert!(ringway::mpmc::Receiver::open(&name).is_ok());
 }
+
+#[test]
+fn an_unsealed_memfd_is_refused_before_it_is_mapped() {
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    // SAFETY: a valid C string; the new fd is owned below.
+    let fd = unsafe { libc::memfd_create(c"not-ringway".as_ptr(), libc::MFD_CLOEXEC) };
+    assert!(fd >= 0);
+    // SAFETY: just created, owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let f = std::fs::File::from(fd);
+    f.set_len(4096).unwrap();
+    match Consumer::from_fd(f.as_fd()) {
+        Err(Error::Invalid { field: "seals", .. }) => {}
+        other => panic!("expected a seals error, got {other:?}"),
+    }
+}

@@ -159,6 +159,60 @@ fn a_child_holding_the_segment_fd_does_not_keep_a_dead_producer_alive() {
 }
 
 #[test]
+fn pollers_that_never_block_still_notice_a_dead_peer() {
+    // try_recv only: the producer dies at its 11th send.
+    let name = unique_name("poll-dead-producer");
+    let _u = Unlink(name.clone());
+    let mut rx = Consumer::create(&name, 512).unwrap();
+    let mut p = child("produce_forever")
+        .arg("NAME", &name)
+        .failpoint("spsc.before_commit@11")
+        .spawn();
+    let mut buf = [0u8; 256];
+    let (mut seq, deadline) = (0, Instant::now() + LONG);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "try_recv never reported the death"
+        );
+        match rx.try_recv(&mut buf) {
+            Ok(n) => {
+                check_message(seq, &buf[..n]);
+                seq += 1;
+            }
+            Err(RecvError::Empty) => std::thread::sleep(Duration::from_millis(1)),
+            Err(RecvError::Disconnected) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(seq, 10);
+    p.expect_killed(LONG);
+
+    // try_send only: the consumer dies after one message.
+    let name = unique_name("poll-dead-consumer");
+    let _u = Unlink(name.clone());
+    let mut tx = Producer::create(&name, 256).unwrap();
+    let mut c = child("consume_one_then_die").arg("NAME", &name).spawn();
+    let mut msg = Vec::new();
+    let deadline = Instant::now() + LONG;
+    let mut sent = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "try_send never reported the death"
+        );
+        message(sent, &mut msg);
+        match tx.try_send(&msg) {
+            Ok(()) => sent += 1,
+            Err(SendError::Full(())) => std::thread::sleep(Duration::from_millis(1)),
+            Err(SendError::Disconnected(())) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    c.expect_killed(LONG);
+}
+
+#[test]
 fn consumer_killed_unblocks_a_waiting_producer_with_its_message() {
     let name = unique_name("kill-consumer");
     let _u = Unlink(name.clone());

@@ -101,6 +101,8 @@ struct End {
     slot: u32,
     role: u32,
     strategy: WaitStrategy,
+    /// When a non-blocking call may check the peers again.
+    peer_check_at: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 impl End {
@@ -119,6 +121,7 @@ impl End {
             slot,
             role,
             strategy: WaitStrategy::default(),
+            peer_check_at: std::cell::Cell::new(None),
         };
         // ORDERING: SeqCst fence — pairs with the fence in `detach_end`:
         // either the last leaver sees our ACTIVE entry, or we see its
@@ -486,6 +489,14 @@ impl Sender {
                 return Ok(claimed);
             }
             if matches!(until, Until::Now) {
+                // A poller must notice dead receivers (and recover the
+                // slots they held) too.
+                if crate::wait::peer_check_due(&end.peer_check_at) {
+                    self.end
+                        .check_peers()
+                        .map_err(|e| SendError::Failed((), e))?;
+                    continue;
+                }
                 return Err(SendError::Full(()));
             }
             let b = backoff.get_or_insert_with(|| Backoff::new(end.strategy));
@@ -619,6 +630,12 @@ impl Receiver {
                 };
             }
             if matches!(until, Until::Now) {
+                // A poller must notice dead senders (and skip the slots
+                // they claimed) too.
+                if crate::wait::peer_check_due(&end.peer_check_at) {
+                    self.end.check_peers()?;
+                    continue;
+                }
                 return Err(RecvError::Empty);
             }
             let b = backoff.get_or_insert_with(|| Backoff::new(end.strategy));

@@ -138,6 +138,8 @@ pub struct Producer {
     peer_slot: u32,
     core: ProducerCore,
     strategy: WaitStrategy,
+    /// When a non-blocking call may check the consumer's liveness again.
+    peer_check_at: std::cell::Cell<Option<std::time::Instant>>,
     _not_sync: NotSync,
 }
 
@@ -156,6 +158,8 @@ pub struct Consumer {
     peer_slot: u32,
     core: ConsumerCore,
     strategy: WaitStrategy,
+    /// When a non-blocking call may check the producer's liveness again.
+    peer_check_at: std::cell::Cell<Option<std::time::Instant>>,
     _not_sync: NotSync,
 }
 
@@ -220,6 +224,7 @@ impl Producer {
             peer_slot,
             core: ProducerCore::new(lay),
             strategy: WaitStrategy::default(),
+            peer_check_at: std::cell::Cell::new(None),
             _not_sync: std::marker::PhantomData,
         }
     }
@@ -335,6 +340,13 @@ impl Producer {
                 return Err(SendError::Failed((), self.seg.named(e)));
             }
             if matches!(until, Until::Now) {
+                // A poller must notice a dead consumer too.
+                if crate::wait::peer_check_due(&self.peer_check_at)
+                    && check_peer(&self.seg, self.peer_slot, &lay, CONSUMER_CLOSED)
+                        .map_err(|e| SendError::Failed((), e))?
+                {
+                    return Err(SendError::Disconnected(()));
+                }
                 return Err(SendError::Full(()));
             }
             let b = backoff.get_or_insert_with(|| Backoff::new(self.strategy));
@@ -627,6 +639,7 @@ impl Consumer {
             peer_slot,
             core: ConsumerCore::new(lay),
             strategy: WaitStrategy::default(),
+            peer_check_at: std::cell::Cell::new(None),
             _not_sync: std::marker::PhantomData,
         }
     }
@@ -685,6 +698,13 @@ impl Consumer {
                 }
             }
             if matches!(until, Until::Now) {
+                // A poller must notice a dead producer too: its closed bit
+                // is set then, and the next look drains and ends.
+                if crate::wait::peer_check_due(&self.peer_check_at)
+                    && check_peer(&self.seg, self.peer_slot, &lay, PRODUCER_CLOSED)?
+                {
+                    continue;
+                }
                 return Err(RecvError::Empty);
             }
             let b = backoff.get_or_insert_with(|| Backoff::new(self.strategy));
