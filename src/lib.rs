@@ -78,6 +78,8 @@ mod header;
 pub mod mpmc;
 #[cfg(not(loom))]
 mod peer;
+#[cfg(not(loom))]
+pub mod pipe;
 mod region;
 #[cfg(not(loom))]
 mod segment;

@@ -787,6 +787,11 @@ impl Consumer {
         })
     }
 
+    /// The length of the next message, waiting for one (it stays).
+    pub(crate) fn next_len(&mut self) -> Result<usize, RecvError> {
+        self.peek_until(Until::Forever).map(|(_, len)| len)
+    }
+
     /// Whether a message is ready (or the stream has ended, so a receive
     /// would return at once): `None` waits as long as it takes, `Some(0)`
     /// checks now, `Some(t)` waits at most `t`. Consumes nothing.

@@ -35,7 +35,7 @@
 //!   [`Error::InUse`](crate::Error::InUse); opening one that was closed gives [`Error::Closed`](crate::Error::Closed).
 
 #[cfg(not(loom))]
-mod handles;
+pub(crate) mod handles;
 pub(crate) mod ring;
 #[cfg(not(loom))]
 pub use handles::*;

@@ -1,0 +1,320 @@
+//! `Pipe`: the tutorial's `multiprocessing.Pipe`, on spsc rings in one
+//! segment: two rings for a duplex pipe, one for a simplex pipe.
+//!
+//! ```
+//! use ringway::pipe::Pipe;
+//! # let name = format!("doc-pipe-{}", std::process::id());
+//! let mut a = Pipe::create(&name, true, 4096)?; // process A
+//! let mut b = Pipe::open(&name)?;               // process B
+//! a.send(&("ping", 1u32))?;
+//! let (word, n): (String, u32) = b.recv()?;
+//! b.send_bytes(word.as_bytes(), 0, None)?;
+//! assert_eq!(a.recv_bytes(None)?, b"ping");
+//! drop(b); // A's next receive: Disconnected (Python's EOFError)
+//! assert!(a.recv_bytes(None).unwrap_err().is_disconnected());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Ends
+//!
+//! The creator holds end 1, the opener end 2. A simplex pipe carries
+//! messages from end 2 to end 1 (as Python's `Pipe(duplex=False)` returns
+//! `(receiver, sender)`). Each end belongs to one handle in one process: a
+//! second process opening an end in use gets [`Error::InUse`], never a
+//! share of its messages (the tutorial's "two consumers on one pipe need a
+//! lock" problem). For several consumers, use an [`mpmc`](crate::mpmc)
+//! queue: each message then goes to exactly one of them.
+//!
+//! # Messages
+//!
+//! [`send`](Pipe::send)/[`recv`](Pipe::recv) carry serde values (postcard),
+//! [`send_bytes`](Pipe::send_bytes)/[`recv_bytes`](Pipe::recv_bytes)/
+//! [`recv_bytes_into`](Pipe::recv_bytes_into) raw bytes. A message that does
+//! not fit the caller's limit or buffer stays in the pipe, and the error
+//! says how many bytes it needs (Python loses it). For `try_*`, timeouts and
+//! zero-copy access, use the ring ends directly
+//! ([`sender`](Pipe::sender), [`receiver`](Pipe::receiver)).
+
+use crate::error::{Error, RecvError, Result, SendError};
+use crate::header::{Header, Kind, CLOSED_OFF, CONTROL_OFF};
+use crate::peer;
+use crate::segment::{Segment, Spec};
+use crate::spsc::ring::Layout;
+use crate::spsc::{Consumer, Producer};
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Peer slot of end 1 (the creator's).
+const END1: u32 = 0;
+/// Peer slot of end 2 (the opener's).
+const END2: u32 = 1;
+/// The second ring's `closed` word, in the control line.
+const CLOSED2_OFF: usize = CONTROL_OFF + 16;
+
+fn rings(duplex: bool) -> u64 {
+    if duplex {
+        2
+    } else {
+        1
+    }
+}
+
+fn validate(h: &Header) -> std::result::Result<(), (&'static str, String)> {
+    let cap = h.param_a;
+    if !cap.is_power_of_two()
+        || !(crate::spsc::ring::MIN_CAPACITY..=crate::spsc::ring::MAX_CAPACITY).contains(&cap)
+    {
+        return Err((
+            "param_a",
+            format!("capacity {cap} is not a power of two in 32..=2^32"),
+        ));
+    }
+    if !(1..=2).contains(&h.param_b) {
+        return Err((
+            "param_b",
+            format!("{} rings (a pipe has 1 or 2)", h.param_b),
+        ));
+    }
+    if h.peer_slots != 2 {
+        return Err((
+            "peer_slots",
+            format!("{} (a pipe has 2 ends)", h.peer_slots),
+        ));
+    }
+    let want = h.kind_off() as u64 + h.param_b * Layout::area_size(cap) as u64;
+    if h.total_size != want {
+        return Err((
+            "total_size",
+            format!("{} bytes, but the rings need {want}", h.total_size),
+        ));
+    }
+    Ok(())
+}
+
+/// Ring `i` of a pipe segment: ring 0 carries end 2 → end 1, ring 1
+/// (duplex only) end 1 → end 2.
+fn ring_layout(h: &Header, i: u64) -> Layout {
+    let base = h.kind_off() + (i * Layout::area_size(h.param_a) as u64) as usize;
+    Layout::in_segment(
+        base,
+        if i == 0 { CLOSED_OFF } else { CLOSED2_OFF },
+        h.param_a,
+    )
+}
+
+fn attach(seg: &Segment, end: u32) -> Result<()> {
+    crate::wait::register_process();
+    let role = if end == END1 { "first" } else { "second" };
+    let segment = seg.name().to_owned();
+    match peer::attach(seg, end, end)? {
+        peer::Attach::Attached => Ok(()),
+        peer::Attach::InUse => Err(Error::InUse { segment, role }),
+        peer::Attach::UsedBefore => Err(Error::Closed { segment, role }),
+    }
+}
+
+fn create_segment(name: Option<&str>, duplex: bool, capacity: usize) -> Result<Segment> {
+    let cap = crate::spsc::handles::data_capacity(capacity)?;
+    let spec = Spec {
+        kind: Kind::Pipe,
+        param_a: cap,
+        param_b: rings(duplex),
+        peer_slots: 2,
+        kind_size: rings(duplex) as usize * Layout::area_size(cap),
+    };
+    Segment::create_with(name, spec, 0o600, &|seg| attach(seg, END1))
+}
+
+/// One end of a pipe. `Send`, not `Sync`.
+#[derive(Debug)]
+pub struct Pipe {
+    seg: Arc<Segment>,
+    end: u32,
+    tx: Option<Producer>,
+    rx: Option<Consumer>,
+}
+
+impl Pipe {
+    /// Create the named pipe (duplex: both ends send and receive; simplex:
+    /// end 2 sends, end 1 receives) with `capacity` bytes per direction, and
+    /// take end 1. The name is removed when this end drops.
+    pub fn create(name: &str, duplex: bool, capacity: usize) -> Result<Pipe> {
+        Pipe::build(create_segment(Some(name), duplex, capacity)?, END1, true)
+    }
+
+    /// Create an anonymous pipe (a memfd) and take end 1; a child process
+    /// takes end 2 with [`from_fd`](Self::from_fd) on
+    /// [`segment_fd`](Self::segment_fd).
+    pub fn create_anonymous(duplex: bool, capacity: usize) -> Result<Pipe> {
+        Pipe::build(create_segment(None, duplex, capacity)?, END1, true)
+    }
+
+    /// Open the named pipe and take end 2.
+    pub fn open(name: &str) -> Result<Pipe> {
+        let seg = Segment::open(name, Kind::Pipe, validate)?;
+        attach(&seg, END2)?;
+        Pipe::build(seg, END2, false)
+    }
+
+    /// Take end 2 of the pipe behind `fd`.
+    pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Pipe> {
+        let seg = Segment::open_fd(fd, Kind::Pipe, validate)?;
+        attach(&seg, END2)?;
+        Pipe::build(seg, END2, false)
+    }
+
+    /// Both ends, in this process (for threads): `(end 1, end 2)`; in a
+    /// simplex pipe end 1 receives and end 2 sends, as with Python's
+    /// `Pipe(duplex=False)`.
+    pub fn pair(duplex: bool, capacity: usize) -> Result<(Pipe, Pipe)> {
+        let one = Pipe::create_anonymous(duplex, capacity)?;
+        let two = Pipe::from_fd(one.segment_fd())?;
+        Ok((one, two))
+    }
+
+    fn build(mut seg: Segment, end: u32, creator: bool) -> Result<Pipe> {
+        seg.set_unlink_on_drop(creator);
+        let h = *seg.header();
+        let seg = Arc::new(seg);
+        let duplex = h.param_b == 2;
+        let (tx, rx) = if end == END1 {
+            let rx = Consumer::half(seg.clone(), ring_layout(&h, 0), END2);
+            let tx = duplex.then(|| Producer::half(seg.clone(), ring_layout(&h, 1), END2));
+            (tx, Some(rx))
+        } else {
+            let tx = Producer::half(seg.clone(), ring_layout(&h, 0), END1);
+            let rx = duplex.then(|| Consumer::half(seg.clone(), ring_layout(&h, 1), END1));
+            (Some(tx), rx)
+        };
+        Ok(Pipe { seg, end, tx, rx })
+    }
+
+    /// The segment's file descriptor (close-on-exec), to pass to a child.
+    pub fn segment_fd(&self) -> BorrowedFd<'_> {
+        self.seg.fd()
+    }
+
+    /// Whether both ends send and receive.
+    pub fn is_duplex(&self) -> bool {
+        self.tx.is_some() && self.rx.is_some()
+    }
+
+    /// This end's sending ring, if it sends (for `try_*`, timeouts,
+    /// batches and zero-copy claims).
+    pub fn sender(&mut self) -> Option<&mut Producer> {
+        self.tx.as_mut()
+    }
+
+    /// This end's receiving ring, if it receives.
+    pub fn receiver(&mut self) -> Option<&mut Consumer> {
+        self.rx.as_mut()
+    }
+
+    fn tx(&mut self) -> Result<&mut Producer, SendError<()>> {
+        self.tx.as_mut().ok_or_else(|| {
+            SendError::Failed(
+                (),
+                Error::InvalidArgument("this end of a simplex pipe only receives".into()),
+            )
+        })
+    }
+
+    fn rx(&mut self) -> Result<&mut Consumer, RecvError> {
+        self.rx.as_mut().ok_or_else(|| {
+            RecvError::Failed(Error::InvalidArgument(
+                "this end of a simplex pipe only sends".into(),
+            ))
+        })
+    }
+
+    /// Send a serde value, waiting for room; `Disconnected` if the other
+    /// end is gone.
+    pub fn send<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> Result<(), SendError<()>> {
+        self.tx()?.send_value(v)
+    }
+
+    /// Receive a serde value, waiting for one; `Disconnected` once the other
+    /// end is gone and everything it sent was read. A message that does not
+    /// decode as `T` stays in the pipe.
+    pub fn recv<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, RecvError> {
+        self.rx()?.recv_value()
+    }
+
+    /// Send `buf[offset .. offset + size]` (all of the rest when `size` is
+    /// `None`) as one message; an out-of-range `offset` or `size` is an
+    /// error, as in Python.
+    pub fn send_bytes(
+        &mut self,
+        buf: &[u8],
+        offset: usize,
+        size: Option<usize>,
+    ) -> Result<(), SendError<()>> {
+        let bad = |what: String| SendError::Failed((), Error::InvalidArgument(what));
+        if offset > buf.len() {
+            return Err(bad(format!(
+                "offset {offset} is past the buffer's {} bytes",
+                buf.len()
+            )));
+        }
+        let size = size.unwrap_or(buf.len() - offset);
+        if size > buf.len() - offset {
+            return Err(bad(format!(
+                "offset {offset} + size {size} is past the buffer's {} bytes",
+                buf.len()
+            )));
+        }
+        self.tx()?.send(&buf[offset..offset + size])
+    }
+
+    /// Receive one message as bytes, waiting for one. With `max_len`, a
+    /// longer message is refused with `BufferTooShort` (how long it is) and
+    /// stays in the pipe.
+    pub fn recv_bytes(&mut self, max_len: Option<usize>) -> Result<Vec<u8>, RecvError> {
+        let rx = self.rx()?;
+        let len = rx.next_len()?;
+        if max_len.is_some_and(|m| len > m) {
+            return Err(RecvError::BufferTooShort { needed: len });
+        }
+        rx.recv_vec()
+    }
+
+    /// Receive one message into `buf[offset..]`, waiting for one; its
+    /// length. If it does not fit, `BufferTooShort` says how many bytes it
+    /// needs and it stays in the pipe, to be read again with a larger
+    /// buffer.
+    pub fn recv_bytes_into(&mut self, buf: &mut [u8], offset: usize) -> Result<usize, RecvError> {
+        if offset > buf.len() {
+            return Err(RecvError::Failed(Error::InvalidArgument(format!(
+                "offset {offset} is past the buffer's {} bytes",
+                buf.len()
+            ))));
+        }
+        self.rx()?.recv(&mut buf[offset..])
+    }
+
+    /// Whether a message is ready (or the other end is gone, so a receive
+    /// returns at once): `None` waits as long as it takes, `Some(0)` checks
+    /// now.
+    pub fn poll(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        match self.rx.as_mut() {
+            Some(rx) => rx.poll(timeout),
+            None => Err(Error::InvalidArgument(
+                "this end of a simplex pipe only sends".into(),
+            )),
+        }
+    }
+
+    /// Close this end (the same as dropping it).
+    pub fn close(self) {}
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        // The halves publish what is pending and set their closed bits,
+        // then the end leaves its peer slot.
+        drop(self.tx.take());
+        drop(self.rx.take());
+        peer::detach(&self.seg, self.end);
+    }
+}
