@@ -195,7 +195,7 @@ fn throughput(transport: &'static str, size: usize, n: u64, pin: bool) -> Result
     // consumer sees the end of the stream when the producer drops).
     let mut holder: Option<ringway::mpmc::Receiver> = None;
     match transport {
-        "ringway" | "ringway-batch" => {
+        "ringway" | "ringway-batch" | "ringway-pipe" | "ringway-pipe-typed" => {
             let name = unique("t");
             for v in [&mut ta, &mut tb] {
                 v.push(kv("name", &name));
@@ -394,7 +394,7 @@ fn latency(transport: &'static str, s: Sizes, pin: bool) -> Result<[u64; 4], Str
     tb.push(kv("cpu", if pin { 1 } else { -1 }));
     let mut _keep: Vec<OwnedFd> = Vec::new();
     match transport {
-        "ringway" | "ringway-spin" => {
+        "ringway" | "ringway-spin" | "ringway-pipe" => {
             let name = unique("l");
             for v in [&mut ta, &mut tb] {
                 v.push(kv("name", &name));
@@ -460,6 +460,13 @@ const ROWS: &[(&str, &str, bool, bool)] = &[
     ("ringway spsc, batched", "ringway-batch", true, false),
     ("ringway spsc, spin mode", "ringway-spin", false, true),
     ("ringway mpmc, 1 -> 1", "ringway-mpmc", true, false),
+    ("ringway Pipe, send_bytes", "ringway-pipe", true, true),
+    (
+        "ringway Pipe, typed send ([u64; 8])",
+        "ringway-pipe-typed",
+        true,
+        false,
+    ),
     ("pipe, per message", "pipe", true, true),
     ("pipe, 64 KiB batches", "pipe-batch", true, false),
     ("socketpair, per message", "socket", true, true),

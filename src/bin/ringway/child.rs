@@ -5,6 +5,7 @@
 
 use crate::floor::{self, FloorRing, Line};
 use ringway::mpmc;
+use ringway::pipe::Pipe;
 use ringway::spsc::{Consumer, Producer};
 use ringway::{Error, WaitStrategy};
 use std::collections::HashMap;
@@ -199,6 +200,22 @@ fn produce(a: &Args) -> Result<u64, String> {
             }
             Ok(t0)
         }
+        "ringway-pipe" | "ringway-pipe-typed" => {
+            let mut tx = retry_open(|| Pipe::open(a.get("name")));
+            let typed = a.get("transport") == "ringway-pipe-typed";
+            wait_go();
+            let t0 = now_ns();
+            for seq in 0..n {
+                if typed {
+                    let v: [u64; 8] = [seq, 1, 2, 3, 4, 5, 6, !seq];
+                    tx.send(&v).map_err(|e| e.to_string())?;
+                } else {
+                    fill(&mut msg, seq);
+                    tx.send_bytes(&msg, 0, None).map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(t0)
+        }
         "ringway-mpmc-batch" => {
             let mut tx = retry_open(|| mpmc::Sender::open(a.get("name")));
             let p = a.num_or("p", 0);
@@ -363,6 +380,23 @@ fn consume_inner(a: &Args) -> Result<Done, String> {
             }
             tally.report(n)
         }
+        "ringway-pipe" | "ringway-pipe-typed" => {
+            let mut rx = Pipe::create(a.get("name"), false, a.num("cap") as usize)
+                .map_err(|e| e.to_string())?;
+            wait_go();
+            for seq in 0..n {
+                if a.get("transport") == "ringway-pipe-typed" {
+                    let v: [u64; 8] = rx.recv().map_err(|e| e.to_string())?;
+                    if v[0] != seq || v[7] != !seq {
+                        return Err(format!("value {seq} is wrong"));
+                    }
+                } else {
+                    let len = rx.recv_bytes_into(&mut buf, 0).map_err(|e| e.to_string())?;
+                    check(&buf[..len], seq, size)?;
+                }
+            }
+            Ok(Done::At(now_ns()))
+        }
         "ringway-mpmc-batch" => {
             let mut rx = retry_open(|| mpmc::Receiver::open(a.get("name")));
             wait_go();
@@ -520,6 +554,19 @@ impl Duplex for RingDuplex {
     }
 }
 
+struct PipeDuplex(Pipe);
+impl Duplex for PipeDuplex {
+    fn send(&mut self, m: &[u8]) -> Result<(), String> {
+        self.0.send_bytes(m, 0, None).map_err(|e| e.to_string())
+    }
+    fn recv(&mut self, m: &mut [u8]) -> Result<(), String> {
+        self.0
+            .recv_bytes_into(m, 0)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
 struct StreamDuplex(File, File);
 impl Duplex for StreamDuplex {
     fn send(&mut self, m: &[u8]) -> Result<(), String> {
@@ -561,6 +608,15 @@ fn duplex(a: &Args, first: bool) -> Result<Box<dyn Duplex>, String> {
                 rx.set_wait_strategy(WaitStrategy::Spin);
             }
             Box::new(RingDuplex(tx, rx))
+        }
+        "ringway-pipe" => {
+            let name = a.get("name");
+            let end = if first {
+                Pipe::create(name, true, a.num("cap") as usize).map_err(|e| e.to_string())?
+            } else {
+                retry_open(|| Pipe::open(name))
+            };
+            Box::new(PipeDuplex(end))
         }
         "pipe" => {
             let (w, r) = if first { ("w1", "r2") } else { ("w2", "r1") };
