@@ -331,6 +331,36 @@ impl From<Error> for RecvError {
     }
 }
 
+/// A corruption found by a ring core, which does not know the segment's
+/// name (the handle layer puts it in, `Segment::named`).
+#[cold]
+#[inline(never)]
+pub(crate) fn corrupt(detail: String) -> Error {
+    Error::Corrupted {
+        segment: String::new(),
+        detail,
+    }
+}
+
+/// One step of a blocking message iterator: a message, the end of the
+/// stream (`None`, and `done`), or a failure (reported once, then `done`).
+pub(crate) fn iter_step(
+    res: Result<Vec<u8>, RecvError>,
+    done: &mut bool,
+) -> Option<Result<Vec<u8>, Error>> {
+    match res {
+        Ok(v) => Some(Ok(v)),
+        Err(RecvError::Failed(e)) => {
+            *done = true;
+            Some(Err(e))
+        }
+        Err(_) => {
+            *done = true;
+            None
+        }
+    }
+}
+
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -17,6 +17,18 @@
 #[cfg(not(loom))]
 pub(crate) use std_region::Region;
 
+/// The 8-byte atomic at `off`, or [`Error::Corrupted`](crate::Error) if a
+/// position read from shared memory led outside the region.
+#[inline(always)]
+pub(crate) fn word(r: &Region, off: usize) -> crate::error::Result<&crate::sync::AtomicU64> {
+    match r.u64_at(off) {
+        Some(w) => Ok(w),
+        None => Err(crate::error::corrupt(format!(
+            "word at {off} outside the segment"
+        ))),
+    }
+}
+
 #[cfg(loom)]
 pub(crate) use loom_region::Region;
 

@@ -5,9 +5,9 @@
 
 mod common;
 
-use common::{child, exit_child, unique_name, Unlink};
+use common::{child, exit_child, open_retry, unique_name, Unlink};
 use ringway::mpmc::{Receiver, Sender};
-use ringway::{Error, RecvError};
+use ringway::RecvError;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -19,19 +19,6 @@ fn msg(p: u64, seq: u64) -> [u8; 16] {
     m[..8].copy_from_slice(&v.to_le_bytes());
     m[8..].copy_from_slice(&(!v).to_le_bytes());
     m
-}
-
-fn open_retry<T>(mut f: impl FnMut() -> ringway::Result<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(Error::NotFound { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(2))
-            }
-            Err(e) => panic!("open: {e}"),
-        }
-    }
 }
 
 fn append(path: &str, v: u64) {

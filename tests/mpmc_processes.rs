@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::{child, exit_child, stress_n, unique_name, Unlink};
+use common::{child, exit_child, open_retry, stress_n, unique_name, Unlink};
 use ringway::mpmc::{Receiver, Sender};
-use ringway::{Error, RecvError};
+use ringway::RecvError;
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -30,19 +30,6 @@ fn parse(m: &[u8]) -> (u64, u64) {
         "torn message"
     );
     (v >> 32, v & 0xffff_ffff)
-}
-
-fn open_retry<T>(mut f: impl FnMut() -> ringway::Result<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(Error::NotFound { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(2))
-            }
-            Err(e) => panic!("open: {e}"),
-        }
-    }
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{child, exit_child, unique_name, Unlink};
+use common::{child, exit_child, open_retry, unique_name, Unlink};
 use proptest::prelude::*;
 use ringway::pipe::Pipe;
 use ringway::{Error, RecvError, SendError};
@@ -19,19 +19,6 @@ struct Request {
     body: String,
 }
 
-fn open_retry(name: &str) -> Pipe {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match Pipe::open(name) {
-            Ok(p) => return p,
-            Err(Error::NotFound { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(2))
-            }
-            Err(e) => panic!("open: {e}"),
-        }
-    }
-}
-
 #[test]
 fn child_entry() {
     let Some(role) = common::role() else { return };
@@ -39,7 +26,7 @@ fn child_entry() {
     match role.as_str() {
         // Answer every request until the other end goes away.
         "echo_server" => {
-            let mut p = open_retry(&name);
+            let mut p = open_retry(|| Pipe::open(&name));
             loop {
                 match p.recv::<Request>() {
                     Ok(r) => p
@@ -55,7 +42,7 @@ fn child_entry() {
         }
         // Send N byte messages (the tutorial's 0..9 and more), then close.
         "stream" => {
-            let mut p = open_retry(&name);
+            let mut p = open_retry(|| Pipe::open(&name));
             let n = common::arg_u64("N");
             let frame = b"xxpayloadxx";
             for i in 0..n {
@@ -68,7 +55,7 @@ fn child_entry() {
         }
         // Take end 2, say so, and hold it until killed.
         "hold" => {
-            let mut p = open_retry(&name);
+            let mut p = open_retry(|| Pipe::open(&name));
             p.send_bytes(b"ready", 0, None).unwrap();
             std::thread::sleep(LONG);
         }

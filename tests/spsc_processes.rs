@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{check_message, child, exit_child, message, stress_n, unique_name, Unlink};
+use common::{
+    check_message, child, exit_child, message, open_retry, stress_n, unique_name, Unlink,
+};
 use ringway::spsc::{Consumer, Producer};
 use ringway::{Error, RecvError};
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -60,7 +62,7 @@ fn child_entry() {
             }
         }
         "consume" => {
-            let mut rx = open_when_created(&common::arg("NAME"));
+            let mut rx = open_retry(|| Consumer::open(&common::arg("NAME")));
             let n = common::arg_u64("N");
             let mut buf = vec![0u8; 256];
             for seq in 0..n {
@@ -91,20 +93,6 @@ fn child_entry() {
         other => panic!("unknown role {other}"),
     }
     exit_child(0);
-}
-
-/// Open the consumer end, waiting (bounded) for the ring to be created.
-fn open_when_created(name: &str) -> Consumer {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match Consumer::open(name) {
-            Ok(rx) => return rx,
-            Err(Error::NotFound { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            Err(e) => panic!("open consumer: {e}"),
-        }
-    }
 }
 
 fn open_producer(name: &str) -> Producer {

@@ -35,7 +35,7 @@
 //! one whose claim is stale (its CAS failed) matches a slot that is either
 //! not stuck or stuck because of another claimer, dead as well.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::region::Region;
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{self, WaitCell};
@@ -153,23 +153,8 @@ impl Layout {
     }
 }
 
-#[cold]
-#[inline(never)]
-fn corrupted(detail: String) -> Error {
-    // The handle layer puts the segment's name in.
-    Error::Corrupted {
-        segment: String::new(),
-        detail,
-    }
-}
-
-#[inline(always)]
-fn word(r: &Region, off: usize) -> Result<&AtomicU64> {
-    match r.u64_at(off) {
-        Some(w) => Ok(w),
-        None => Err(corrupted(format!("word at {off} outside the segment"))),
-    }
-}
+use crate::error::corrupt as corrupted;
+use crate::region::word;
 
 /// Load the `closed` bits.
 #[inline]
@@ -486,6 +471,7 @@ pub(crate) fn init(r: &Region, lay: &Layout) -> Result<()> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     struct Words(AtomicU64, AtomicU64);
     impl Words {

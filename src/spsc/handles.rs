@@ -988,17 +988,7 @@ impl Iterator for Iter<'_> {
         if self.done {
             return None;
         }
-        match self.consumer.recv_vec() {
-            Ok(v) => Some(Ok(v)),
-            Err(RecvError::Failed(e)) => {
-                self.done = true;
-                Some(Err(e))
-            }
-            Err(_) => {
-                self.done = true;
-                None
-            }
-        }
+        crate::error::iter_step(self.consumer.recv_vec(), &mut self.done)
     }
 }
 

@@ -43,7 +43,7 @@
 //! lap, `head` against the producer's own `tail`. A violation is
 //! [`Error::Corrupted`]; no slice is ever formed from an unchecked value.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::region::Region;
 use crate::sync::Ordering;
 use crate::wait::{self, WaitCell};
@@ -157,29 +157,8 @@ impl Layout {
     }
 }
 
-#[cold]
-#[inline(never)]
-fn corrupted(detail: String) -> Error {
-    // The handle layer replaces the name; the core does not know it.
-    Error::Corrupted {
-        segment: String::new(),
-        detail,
-    }
-}
-
-#[inline(always)]
-fn word(r: &Region, off: usize) -> Result<&crate::sync::AtomicU64> {
-    match r.u64_at(off) {
-        Some(w) => Ok(w),
-        None => Err(out_of_segment(off)),
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn out_of_segment(off: usize) -> Error {
-    corrupted(format!("word at {off} outside the segment"))
-}
+use crate::error::corrupt as corrupted;
+use crate::region::word;
 
 /// Load the `closed` bits.
 #[inline]
@@ -450,6 +429,7 @@ impl ConsumerCore {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     fn ring(cap: u64) -> (Region, ProducerCore, ConsumerCore) {
         let lay = Layout::packed(cap);

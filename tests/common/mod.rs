@@ -176,3 +176,18 @@ pub fn stress_n(default: u64) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// Open something that another process is about to create: retry on
+/// `NotFound` for up to 30 s.
+pub fn open_retry<T>(mut f: impl FnMut() -> ringway::Result<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(ringway::Error::NotFound { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2))
+            }
+            Err(e) => panic!("open: {e}"),
+        }
+    }
+}
