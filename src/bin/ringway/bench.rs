@@ -453,6 +453,78 @@ fn latency(transport: &'static str, s: Sizes, pin: bool) -> Result<[u64; 4], Str
     Ok([q(0.50), q(0.99), q(0.999), *v.last().unwrap()])
 }
 
+/// The Python `multiprocessing` peers (benches/peers/mp_peers.py, built in
+/// so the bench runs from anywhere).
+const MP_PEERS: &str = include_str!("../../../benches/peers/mp_peers.py");
+
+/// Run the Python peer script in `mode` with `args`; its one result line.
+fn python(mode: &str, args: &[u64]) -> Result<String, String> {
+    let path = std::env::temp_dir().join(format!("ringway-mp-peers-{}.py", std::process::id()));
+    std::fs::write(&path, MP_PEERS).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new("python3");
+    cmd.arg(&path)
+        .arg(mode)
+        .args(args.iter().map(u64::to_string));
+    let out = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string());
+    let res = out.and_then(|mut child| {
+        let deadline = Instant::now() + RUN_LIMIT;
+        loop {
+            if let Some(_status) = child.try_wait().map_err(|e| e.to_string())? {
+                let mut s = String::new();
+                std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut s)
+                    .map_err(|e| e.to_string())?;
+                break Ok(s.trim().to_owned());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err("timed out".to_owned());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let _ = std::fs::remove_file(&path);
+    let line = res?;
+    match line.strip_prefix("ERR ") {
+        Some(e) => Err(e.to_owned()),
+        None => Ok(line),
+    }
+}
+
+fn python_rate(mode: &str, n: u64) -> Result<f64, String> {
+    let l = python(mode, &[n])?;
+    l.strip_prefix("RATE ")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("unexpected {l:?}"))
+}
+
+fn python_latency(warm: u64, n: u64) -> Result<[u64; 4], String> {
+    let l = python("pipe_latency", &[warm, n])?;
+    let v: Vec<u64> = l
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    match (l.starts_with("LAT "), &v[..]) {
+        (true, [a, b, c, d]) => Ok([*a, *b, *c, *d]),
+        _ => Err(format!("unexpected {l:?}")),
+    }
+}
+
+fn have_python() -> bool {
+    Command::new("python3")
+        .arg("-c")
+        .arg("import multiprocessing")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// The rows, in display order, and which workloads each runs.
 const ROWS: &[(&str, &str, bool, bool)] = &[
     // (label, transport for T, runs T, runs L)
@@ -567,6 +639,36 @@ pub(crate) fn run(opts: &Options) {
         }
         rows.push(row);
     }
+    let py = opts
+        .rows
+        .as_ref()
+        .is_none_or(|w| w.iter().any(|x| "python".contains(x.as_str())));
+    if py && have_python() {
+        // Python is ~100x slower: a tenth of the messages (full: 1M).
+        let n = (sizes.t_msgs / 10).min(1_000_000);
+        let mut q = Row {
+            label: "Python mp.Queue",
+            ..Row::default()
+        };
+        let mut pp = Row {
+            label: "Python Pipe.send_bytes",
+            ..Row::default()
+        };
+        if wanted("T64") {
+            progress("T64", q.label);
+            q.t64 = Some(python_rate("queue", n));
+            progress("T64", pp.label);
+            pp.t64 = Some(python_rate("pipe", n));
+        }
+        if wanted("L") {
+            progress("L", pp.label);
+            pp.lat = Some(python_latency(sizes.l_warm, sizes.l_msgs / 2));
+        }
+        rows.push(q);
+        rows.push(pp);
+    } else if py {
+        eprintln!("\rpython3 with multiprocessing not found: the Python rows are skipped");
+    }
     let mut m_rows = Vec::new();
     if wanted("M") {
         for (label, transport) in M_ROWS {
@@ -586,6 +688,58 @@ pub(crate) fn run(opts: &Options) {
     if !m_rows.is_empty() {
         print_many(&m_rows);
     }
+    print_vs_python(&rows, &m_rows);
+}
+
+/// Ratios against Python's `multiprocessing`, measured in this same run.
+fn print_vs_python(rows: &[Row], m_rows: &[(&str, Result<f64, String>)]) {
+    let t64 = |label: &str| {
+        rows.iter()
+            .find(|r| r.label == label)
+            .and_then(|r| r.t64.as_ref())
+            .and_then(|r| r.as_ref().ok().copied())
+    };
+    let m = |label: &str| {
+        m_rows
+            .iter()
+            .find(|r| r.0 == label)
+            .and_then(|r| r.1.as_ref().ok().copied())
+    };
+    let (Some(q), Some(p)) = (t64("Python mp.Queue"), t64("Python Pipe.send_bytes")) else {
+        return;
+    };
+    println!();
+    println!("Against Python multiprocessing (64 B messages, same run):");
+    let line = |what: &str, v: Option<f64>, base: f64| {
+        if let Some(v) = v {
+            println!("  {what:<48} {:>8.1}x", v / base);
+        }
+    };
+    line(
+        "ringway spsc per message vs mp.Queue",
+        t64("ringway spsc, per message"),
+        q,
+    );
+    line(
+        "ringway Pipe.send_bytes vs Pipe.send_bytes",
+        t64("ringway Pipe, send_bytes"),
+        p,
+    );
+    line(
+        "ringway Pipe typed send vs Pipe.send_bytes",
+        t64("ringway Pipe, typed send ([u64; 8])"),
+        p,
+    );
+    line(
+        "ringway mpmc 3->2 per message vs mp.Queue 1->1",
+        m("ringway mpmc [procs]"),
+        q,
+    );
+    line(
+        "ringway mpmc 3->2 batched vs mp.Queue 1->1",
+        m("ringway mpmc, batches of 32 [procs]"),
+        q,
+    );
 }
 
 /// The M rows: label and transport.
