@@ -25,6 +25,18 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## What is here
+//!
+//! - [`spsc`]: one producer, one consumer, variable-size byte messages;
+//!   zero-copy claims, batches, typed values.
+//! - [`mpmc`]: many producers and consumers in any processes sharing one
+//!   queue of fixed-size slots; each message goes to exactly one receiver;
+//!   a dead sender's or receiver's in-flight message is recovered and
+//!   counted.
+//! - [`pipe`]: `multiprocessing.Pipe`, duplex or simplex, serde values and
+//!   raw bytes; a message that does not fit the caller's buffer stays.
+//! - [`codec`]: the serde (postcard) and plain-old-data encodings.
+//!
 //! ## Segments
 //!
 //! A ring lives in a segment: a named file in `/dev/shm` (created with
