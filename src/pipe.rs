@@ -305,6 +305,18 @@ impl Pipe {
         }
     }
 
+    /// A file descriptor for `poll`/`epoll` that becomes readable when a
+    /// message may be ready (see [`Consumer::doorbell`]); then use
+    /// `receiver().try_*` until `Empty`.
+    pub fn doorbell(&mut self) -> Result<BorrowedFd<'_>> {
+        match self.rx.as_mut() {
+            Some(rx) => rx.doorbell(),
+            None => Err(Error::InvalidArgument(
+                "this end of a simplex pipe only sends".into(),
+            )),
+        }
+    }
+
     /// Close this end (the same as dropping it).
     pub fn close(self) {}
 }

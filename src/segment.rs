@@ -394,6 +394,13 @@ impl Segment {
     pub(crate) fn name(&self) -> &str {
         display_name(self.name.as_deref())
     }
+    /// The file's (device, inode): names things that belong to this
+    /// segment, like a doorbell FIFO.
+    pub(crate) fn identity(&self) -> (u64, u64) {
+        use std::os::unix::fs::MetadataExt;
+        self.file.metadata().map_or((0, 0), |m| (m.dev(), m.ino()))
+    }
+
     /// The open file description the peer locks go through (private).
     pub(crate) fn lock_file(&self) -> &File {
         &self.lock

@@ -79,16 +79,21 @@ const SPIN_WINDOW: Duration = Duration::from_micros(50);
 /// How long it yields before it sleeps.
 const YIELD_WINDOW: Duration = Duration::from_micros(200);
 
-/// Offsets of a wait cell's two words in a region.
+/// Offsets of a wait cell's words in a region: `waiters` u32 at `off`,
+/// `seq` u32 at `off + 4`, `bell` u32 at `off + 8` (1 while a doorbell is
+/// armed, see [`arm_bell`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WaitCell {
-    /// Offset of `waiters` (u32); `seq` is at `+4`.
+    /// Offset of `waiters`.
     pub(crate) off: usize,
 }
 
 impl WaitCell {
     fn seq_off(self) -> usize {
         self.off + 4
+    }
+    fn bell_off(self) -> usize {
+        self.off + 8
     }
 }
 
@@ -165,20 +170,69 @@ fn heavy_barrier() -> bool {
 const DEGRADED_SLICE: Duration = Duration::from_millis(1);
 
 /// Wake every sleeper of `cell`, if any. Call after publishing progress.
+/// Returns `true` if it also took an armed doorbell: the caller must then
+/// ring it (write to its FIFO).
 #[inline(always)]
-pub(crate) fn wake(r: &Region, cell: WaitCell) {
+#[must_use = "a taken doorbell must be rung"]
+pub(crate) fn wake(r: &Region, cell: WaitCell) -> bool {
     // Orders the caller's publishing store before the load of `waiters`
     // (module docs).
     light_barrier();
     let (Some(waiters), Some(seq)) = (r.u32_at(cell.off), r.u32_at(cell.seq_off())) else {
-        return;
+        return false;
     };
-    // ORDERING: Relaxed — the barrier above does the ordering.
-    if waiters.load(Ordering::Relaxed) != 0 {
+    // ORDERING: Acquire — the barrier above orders it after the publish;
+    // Acquire pairs with the Release increment in `arm_bell`, so an armed
+    // bell is seen with its count.
+    if waiters.load(Ordering::Acquire) != 0 {
         // ORDERING: Release — a sleeper that reads the new `seq` (Acquire,
         // in `sleep`) also sees the caller's publish.
         seq.fetch_add(1, Ordering::Release);
         futex_wake(r, cell.seq_off());
+        return take_bell(r, cell);
+    }
+    false
+}
+
+#[cold]
+fn take_bell(r: &Region, cell: WaitCell) -> bool {
+    let (Some(waiters), Some(bell)) = (r.u32_at(cell.off), r.u32_at(cell.bell_off())) else {
+        return false;
+    };
+    // ORDERING: Relaxed — a cheap look first; the swap decides.
+    // ORDERING: AcqRel on the swap — exactly one waker takes an armed bell.
+    if bell.load(Ordering::Relaxed) == 1 && bell.swap(0, Ordering::AcqRel) == 1 {
+        // ORDERING: Relaxed — the armer's count, given back.
+        waiters.fetch_sub(1, Ordering::Relaxed);
+        return true;
+    }
+    false
+}
+
+/// Arm the doorbell of `cell`: the next publish (or close) takes it and
+/// rings it. Counts as a waiter, so wakers take their slow path; the same
+/// store→load handshake as sleeping (module docs) makes the caller's
+/// re-check after this see anything published before a waker missed the
+/// bell. Returns `false` if it was armed already.
+pub(crate) fn arm_bell(r: &Region, cell: WaitCell) -> bool {
+    let (Some(waiters), Some(bell)) = (r.u32_at(cell.off), r.u32_at(cell.bell_off())) else {
+        return false;
+    };
+    // ORDERING: AcqRel — only one arming counts itself in `waiters`.
+    if bell.swap(1, Ordering::AcqRel) == 1 {
+        return false;
+    }
+    // ORDERING: Release — pairs with the Acquire load in `wake`: a waker
+    // that sees this count sees the bell armed.
+    waiters.fetch_add(1, Ordering::Release);
+    let _ = heavy_barrier();
+    true
+}
+
+/// Disarm the doorbell of `cell` if it is armed (its owner goes away).
+pub(crate) fn disarm_bell(r: &Region, cell: WaitCell) {
+    if take_bell(r, cell) {
+        // Nothing to ring: the owner is leaving.
     }
 }
 
@@ -448,7 +502,7 @@ mod loom_tests {
             let t = loom::thread::spawn(move || {
                 let flag: &AtomicU64 = r2.u64_at(0).unwrap();
                 flag.store(1, Ordering::Release);
-                wake(&r2, cell);
+                let _ = wake(&r2, cell);
             });
             let flag = r.u64_at(0).unwrap();
             let mut b = Backoff::new(WaitStrategy::Adaptive);
@@ -457,6 +511,26 @@ mod loom_tests {
                 b.snooze(&r, cell, None, &mut ready);
             }
             t.join().unwrap();
+        });
+    }
+
+    /// A consumer arms its doorbell while a producer publishes: either the
+    /// consumer's look after arming sees the message, or the producer takes
+    /// the bell (and rings it). Never neither.
+    #[test]
+    fn armed_doorbell_or_recheck_sees_every_publish() {
+        crate::sync::model("armed_doorbell_or_recheck_sees_every_publish", || {
+            let r = Arc::new(Region::heap(32));
+            let cell = WaitCell { off: 8 };
+            let r2 = r.clone();
+            let t = loom::thread::spawn(move || {
+                r2.u64_at(0).unwrap().store(1, Ordering::Release);
+                wake(&r2, cell)
+            });
+            arm_bell(&r, cell);
+            let seen = r.u64_at(0).unwrap().load(Ordering::Acquire) != 0;
+            let rang = t.join().unwrap();
+            assert!(seen || rang, "a publish nobody heard of");
         });
     }
 }

@@ -223,3 +223,74 @@ proptest! {
         }
     }
 }
+
+/// `poll(2)` on one fd for up to `ms` milliseconds: readable?
+fn readable(fd: i32, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    n == 1 && p.revents & libc::POLLIN != 0
+}
+
+#[test]
+fn the_doorbell_fd_wakes_poll_for_messages_and_for_the_end() {
+    use std::os::fd::AsRawFd;
+    let name = unique_name("pipe-bell");
+    let _u = Unlink(name.clone());
+    let mut a = Pipe::create(&name, false, 4096).unwrap();
+    let fd = a.doorbell().unwrap().as_raw_fd();
+    assert!(!readable(fd, 50), "nothing sent yet");
+    // Another process streams 10 messages, then closes its end.
+    let mut c = child("stream").arg("NAME", &name).arg("N", 10).spawn();
+    let mut got = 0;
+    let deadline = Instant::now() + LONG;
+    let mut buf = [0u8; 64];
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the doorbell never rang; got {got}"
+        );
+        if !readable(fd, 1000) {
+            continue;
+        }
+        // Readable: take everything there, until Empty (which re-arms).
+        loop {
+            match a.receiver().unwrap().try_recv(&mut buf) {
+                Ok(_) => got += 1,
+                Err(RecvError::Empty) => break,
+                Err(RecvError::Disconnected) => {
+                    assert_eq!(got, 10);
+                    c.expect_success(LONG);
+                    return;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn an_armed_doorbell_stays_quiet_until_a_message_comes() {
+    use std::os::fd::AsRawFd;
+    let (mut a, mut b) = Pipe::pair(false, 4096).unwrap();
+    let fd = a.doorbell().unwrap().as_raw_fd();
+    assert!(!readable(fd, 20));
+    b.send_bytes(b"one", 0, None).unwrap();
+    assert!(readable(fd, 5000));
+    let mut buf = [0u8; 8];
+    assert_eq!(a.receiver().unwrap().try_recv(&mut buf).unwrap(), 3);
+    assert!(matches!(
+        a.receiver().unwrap().try_recv(&mut buf),
+        Err(RecvError::Empty)
+    ));
+    assert!(!readable(fd, 20), "drained and re-armed: quiet again");
+    // A message that arrives while the consumer is not looking is not lost
+    // for the doorbell either.
+    b.send_bytes(b"two", 0, None).unwrap();
+    b.send_bytes(b"three", 0, None).unwrap();
+    assert!(readable(fd, 5000));
+}

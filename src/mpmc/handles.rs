@@ -435,7 +435,7 @@ impl Sender {
             failpoint!("mpmc.batch_after_claim");
             ring::publish_quietly(r, lay, p, m.len() as u32).map_err(failed)?;
         }
-        crate::wait::wake(r, lay.data_wait);
+        let _ = crate::wait::wake(r, lay.data_wait);
         Ok(k as usize)
     }
 
@@ -918,7 +918,7 @@ impl Drop for FreeRange<'_> {
         for p in self.next..self.end {
             let _ = ring::free_quietly(self.r, self.lay, p);
         }
-        crate::wait::wake(self.r, self.lay.space_wait);
+        let _ = crate::wait::wake(self.r, self.lay.space_wait);
     }
 }
 

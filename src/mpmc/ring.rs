@@ -117,16 +117,17 @@ impl Layout {
         }
     }
 
-    /// A packed layout for heap models: words 8 bytes apart, slots at 64.
+    /// A packed layout for heap models: wait cells (12 bytes) 16 apart,
+    /// slots at 64.
     #[allow(dead_code)]
     pub(crate) fn packed(cap: u64, slot_size: u64) -> Layout {
         Layout {
             enq: 0,
             deq: 8,
             data_wait: WaitCell { off: 16 },
-            space_wait: WaitCell { off: 24 },
-            closed: 32,
-            lost: 40,
+            space_wait: WaitCell { off: 32 },
+            closed: 48,
+            lost: 56,
             slots: 64,
             cap,
             slot_size,
@@ -171,8 +172,8 @@ pub(crate) fn close(r: &Region, lay: &Layout, bits: u32) {
         // ORDERING: Release — pairs with the Acquire load in `closed_bits`.
         w.fetch_or(bits, Ordering::Release);
     }
-    wait::wake(r, lay.data_wait);
-    wait::wake(r, lay.space_wait);
+    let _ = wait::wake(r, lay.data_wait);
+    let _ = wait::wake(r, lay.space_wait);
 }
 
 /// Messages lost in flight so far.
@@ -277,7 +278,7 @@ pub(crate) fn claim_send(
 #[inline]
 pub(crate) fn publish(r: &Region, lay: &Layout, pos: u64, len: u32) -> Result<()> {
     publish_quietly(r, lay, pos, len)?;
-    wait::wake(r, lay.data_wait);
+    let _ = wait::wake(r, lay.data_wait);
     Ok(())
 }
 
@@ -374,7 +375,7 @@ pub(crate) fn slot_message(r: &Region, lay: &Layout, pos: u64) -> Result<Slot> {
 #[inline]
 pub(crate) fn free(r: &Region, lay: &Layout, pos: u64) -> Result<()> {
     free_quietly(r, lay, pos)?;
-    wait::wake(r, lay.space_wait);
+    let _ = wait::wake(r, lay.space_wait);
     Ok(())
 }
 
@@ -401,7 +402,7 @@ pub(crate) fn positions(r: &Region, lay: &Layout) -> Result<(u64, u64)> {
 pub(crate) fn abandon(r: &Region, lay: &Layout, pos: u64) -> Result<()> {
     // ORDERING: Release — as in `publish`.
     word(r, lay.slot(pos))?.store((pos + 1) | SKIPPED, Ordering::Release);
-    wait::wake(r, lay.data_wait);
+    let _ = wait::wake(r, lay.data_wait);
     Ok(())
 }
 
@@ -426,7 +427,7 @@ pub(crate) fn skip_unpublished(r: &Region, lay: &Layout, pos: u64) -> Result<boo
         .is_ok();
     if done {
         count_lost(r, lay);
-        wait::wake(r, lay.data_wait);
+        let _ = wait::wake(r, lay.data_wait);
     }
     Ok(done)
 }
@@ -453,7 +454,7 @@ pub(crate) fn free_unreleased(r: &Region, lay: &Layout, pos: u64) -> Result<bool
         if cur & SKIPPED == 0 {
             count_lost(r, lay);
         }
-        wait::wake(r, lay.space_wait);
+        let _ = wait::wake(r, lay.space_wait);
     }
     Ok(done)
 }

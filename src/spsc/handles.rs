@@ -11,6 +11,7 @@ use crate::wait::{Backoff, Next, Until, WaitStrategy};
 use ring::{ConsumerCore, Layout, ProducerCore, CONSUMER_CLOSED, PRODUCER_CLOSED};
 use std::ops::{Deref, DerefMut};
 use std::os::fd::BorrowedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +79,60 @@ fn layout(seg: &Segment) -> Layout {
     Layout::in_segment(seg.header().kind_off(), CLOSED_OFF, seg.header().param_a)
 }
 
+/// Where the doorbell FIFO of the ring at `lay` in `seg` lives: derived
+/// from the segment file's identity (device, inode) and the ring's offset,
+/// never from anything in shared memory.
+fn bell_path(seg: &Segment, lay: &Layout) -> std::path::PathBuf {
+    let (dev, ino) = seg.identity();
+    format!("/dev/shm/ringway-bell-{dev:x}-{ino}-{}", lay.data).into()
+}
+
+/// A consumer's doorbell: a FIFO it reads (and can ring itself).
+#[derive(Debug)]
+struct Bell {
+    read: std::fs::File,
+    write: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl Bell {
+    fn open(path: std::path::PathBuf) -> Result<Bell> {
+        use std::os::unix::ffi::OsStrExt;
+        let io = |op, source| Error::Io {
+            op,
+            segment: path.display().to_string(),
+            source,
+        };
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in the path");
+        // SAFETY: `c` is a valid NUL-terminated path.
+        if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(io("mkfifo", e));
+            }
+        }
+        let open = |write: bool| {
+            std::fs::OpenOptions::new()
+                .read(!write)
+                .write(write)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                .open(&path)
+        };
+        let read = open(false).map_err(|e| io("open doorbell", e))?;
+        let write = open(true).map_err(|e| io("open doorbell", e))?;
+        Ok(Bell { read, write, path })
+    }
+
+    fn drain(&mut self) {
+        let mut buf = [0u8; 64];
+        while matches!(std::io::Read::read(&mut self.read, &mut buf), Ok(n) if n > 0) {}
+    }
+
+    fn ring(&mut self) {
+        let _ = std::io::Write::write(&mut self.write, &[1]);
+    }
+}
+
 /// Attach `slot` of `seg` for this handle, refusing an end in use or used
 /// before.
 pub(crate) fn attach(seg: &Segment, slot: u32) -> Result<()> {
@@ -108,7 +163,8 @@ fn check_peer(seg: &Segment, slot: u32, lay: &Layout, bit: u32) -> Result<bool> 
                     w.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            ring::close(seg.region(), lay, bit);
+            // Called by the waiting side itself: no doorbell to ring.
+            let _ = ring::close(seg.region(), lay, bit);
             Ok(true)
         }
     }
@@ -140,6 +196,8 @@ pub struct Producer {
     strategy: WaitStrategy,
     /// When a non-blocking call may check the consumer's liveness again.
     peer_check_at: std::cell::Cell<Option<std::time::Instant>>,
+    /// The write end of the consumer's doorbell FIFO, once needed.
+    bell: Option<std::fs::File>,
     _not_sync: NotSync,
 }
 
@@ -160,6 +218,8 @@ pub struct Consumer {
     strategy: WaitStrategy,
     /// When a non-blocking call may check the producer's liveness again.
     peer_check_at: std::cell::Cell<Option<std::time::Instant>>,
+    /// The doorbell, once asked for.
+    bell: Option<Bell>,
     _not_sync: NotSync,
 }
 
@@ -225,6 +285,7 @@ impl Producer {
             core: ProducerCore::new(lay),
             strategy: WaitStrategy::default(),
             peer_check_at: std::cell::Cell::new(None),
+            bell: None,
             _not_sync: std::marker::PhantomData,
         }
     }
@@ -290,13 +351,45 @@ impl Producer {
             .map_err(|e| SendError::Failed((), e))
     }
 
+    /// Publish what is committed, ringing the consumer's doorbell if that
+    /// took it.
+    #[inline]
+    fn publish_now(&mut self) -> Result<()> {
+        let rang = self
+            .core
+            .publish(self.seg.region())
+            .map_err(|e| self.seg.named(e))?;
+        if rang {
+            self.ring_bell();
+        }
+        Ok(())
+    }
+
+    /// Write one byte to the consumer's doorbell FIFO. Failures are
+    /// ignored: no reader means the consumer is gone, a full FIFO is
+    /// readable already.
+    #[cold]
+    fn ring_bell(&mut self) {
+        if self.bell.is_none() {
+            let path = bell_path(&self.seg, self.core.layout());
+            self.bell = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(path)
+                .ok();
+        }
+        if let Some(f) = &mut self.bell {
+            let _ = std::io::Write::write(f, &[1]);
+        }
+    }
+
     #[inline]
     fn commit_publish(&mut self, len: usize) -> Result<()> {
         let r = self.seg.region();
         self.core
             .commit(r, len as u64)
-            .and_then(|()| self.core.publish(r))
-            .map_err(|e| self.seg.named(e))
+            .map_err(|e| self.seg.named(e))?;
+        self.publish_now()
     }
 
     /// Find room for `len` bytes, waiting per `until`; the payload offset.
@@ -323,9 +416,12 @@ impl Producer {
             return Err(SendError::TooLarge { msg: (), max });
         }
         let lay = *self.core.layout();
+        // A handle of our own on the segment, so the loop can borrow the
+        // region while it calls `&mut self` methods.
+        let seg = self.seg.clone();
         let mut backoff: Option<Backoff> = None;
         loop {
-            let r = self.seg.region();
+            let r = seg.region();
             if ring::closed_bits(r, &lay) & CONSUMER_CLOSED != 0 {
                 return Err(SendError::Disconnected(()));
             }
@@ -336,8 +432,8 @@ impl Producer {
             }
             // Whatever a batch has committed must be visible before we wait,
             // or the consumer could be waiting for it while we wait for it.
-            if let Err(e) = self.core.publish(r) {
-                return Err(SendError::Failed((), self.seg.named(e)));
+            if let Err(e) = self.publish_now() {
+                return Err(SendError::Failed((), e));
             }
             if matches!(until, Until::Now) {
                 // A poller must notice a dead consumer too.
@@ -459,9 +555,10 @@ impl Producer {
 
 impl Drop for Producer {
     fn drop(&mut self) {
-        let r = self.seg.region();
-        let _ = self.core.publish(r);
-        ring::close(r, self.core.layout(), PRODUCER_CLOSED);
+        let _ = self.publish_now();
+        if ring::close(self.seg.region(), self.core.layout(), PRODUCER_CLOSED) {
+            self.ring_bell();
+        }
         if let Some(slot) = self.own_slot {
             peer::detach(&self.seg, slot);
         }
@@ -579,9 +676,7 @@ impl WriteBatch<'_> {
 
     /// Publish the batch now.
     pub fn publish(self) -> Result<()> {
-        let p = &mut *self.producer;
-        let r = p.seg.region();
-        let res = p.core.publish(r).map_err(|e| p.seg.named(e));
+        let res = self.producer.publish_now();
         std::mem::forget(self);
         res
     }
@@ -589,8 +684,7 @@ impl WriteBatch<'_> {
 
 impl Drop for WriteBatch<'_> {
     fn drop(&mut self) {
-        let p = &mut *self.producer;
-        let _ = p.core.publish(p.seg.region());
+        let _ = self.producer.publish_now();
     }
 }
 
@@ -640,6 +734,7 @@ impl Consumer {
             core: ConsumerCore::new(lay),
             strategy: WaitStrategy::default(),
             peer_check_at: std::cell::Cell::new(None),
+            bell: None,
             _not_sync: std::marker::PhantomData,
         }
     }
@@ -681,9 +776,12 @@ impl Consumer {
     #[inline(never)]
     fn peek_slow(&mut self, until: Until) -> Result<(usize, usize), RecvError> {
         let lay = *self.core.layout();
+        // A handle of our own on the segment, so the loop can borrow the
+        // region while it calls `&mut self` methods.
+        let seg = self.seg.clone();
         let mut backoff: Option<Backoff> = None;
         loop {
-            let r = self.seg.region();
+            let r = seg.region();
             if let Some(m) = self.core.peek(r).map_err(|e| self.seg.named(e))? {
                 return Ok(m);
             }
@@ -704,6 +802,9 @@ impl Consumer {
                     && check_peer(&self.seg, self.peer_slot, &lay, PRODUCER_CLOSED)?
                 {
                     continue;
+                }
+                if self.bell.is_some() {
+                    self.rearm_bell()?;
                 }
                 return Err(RecvError::Empty);
             }
@@ -785,6 +886,43 @@ impl Consumer {
             off,
             len,
         })
+    }
+
+    /// A file descriptor that becomes readable (for `poll`, `epoll`, an
+    /// async runtime) when a message may be ready or the producer is gone.
+    /// It is a FIFO in `/dev/shm`, private to this user; the producer
+    /// writes to it only when this consumer armed it, which every `try_*`
+    /// call that finds the ring empty does. So: wait for the fd, then call
+    /// `try_recv` (or another `try_*`) until it says `Empty`, then wait
+    /// again. With no doorbell asked for, nothing of this costs anything.
+    pub fn doorbell(&mut self) -> Result<BorrowedFd<'_>> {
+        if self.bell.is_none() {
+            self.bell = Some(Bell::open(bell_path(&self.seg, self.core.layout()))?);
+            self.rearm_bell()?;
+        }
+        use std::os::fd::AsFd;
+        Ok(self.bell.as_ref().expect("set above").read.as_fd())
+    }
+
+    /// Empty the FIFO, arm the bell, and look again: anything published
+    /// before the producer could see the bell armed makes the FIFO readable
+    /// at once (we ring it ourselves).
+    fn rearm_bell(&mut self) -> Result<()> {
+        let Some(bell) = &mut self.bell else {
+            return Ok(());
+        };
+        bell.drain();
+        let r = self.seg.region();
+        let lay = *self.core.layout();
+        crate::wait::arm_bell(r, lay.data_wait);
+        let ready = self.core.peek(r).map_err(|e| self.seg.named(e))?.is_some()
+            || ring::closed_bits(r, &lay) & PRODUCER_CLOSED != 0;
+        if ready {
+            if let Some(bell) = &mut self.bell {
+                bell.ring();
+            }
+        }
+        Ok(())
     }
 
     /// The length of the next message, waiting for one (it stays).
@@ -899,6 +1037,10 @@ impl Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
+        if let Some(bell) = self.bell.take() {
+            crate::wait::disarm_bell(self.seg.region(), self.core.layout().data_wait);
+            let _ = std::fs::remove_file(&bell.path);
+        }
         let r = self.seg.region();
         let _ = self.core.release(r);
         ring::close(r, self.core.layout(), CONSUMER_CLOSED);

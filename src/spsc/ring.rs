@@ -125,17 +125,17 @@ impl Layout {
         }
     }
 
-    /// A packed layout for heap models (loom, proptest, fuzz): every word
-    /// 8 bytes apart, the data at 48.
+    /// A packed layout for heap models (loom, proptest, fuzz): positions 8
+    /// bytes apart, wait cells (12 bytes each) 16 apart, the data at 64.
     #[allow(dead_code)]
     pub(crate) fn packed(cap: u64) -> Layout {
         Layout {
             tail: 0,
             head: 8,
             data_wait: WaitCell { off: 16 },
-            space_wait: WaitCell { off: 24 },
-            closed: 32,
-            data: 48,
+            space_wait: WaitCell { off: 32 },
+            closed: 48,
+            data: 64,
             cap,
         }
     }
@@ -143,7 +143,7 @@ impl Layout {
     /// Region bytes a packed layout needs.
     #[allow(dead_code)]
     pub(crate) fn packed_size(cap: u64) -> usize {
-        48 + cap as usize
+        64 + cap as usize
     }
 
     #[inline]
@@ -170,19 +170,20 @@ pub(crate) fn closed_bits(r: &Region, lay: &Layout) -> u32 {
         .map_or(0, |w| w.load(Ordering::Acquire))
 }
 
-/// Set a `closed` bit and wake the other side. Returns the previous bits.
-pub(crate) fn close(r: &Region, lay: &Layout, bit: u32) -> u32 {
-    let prev = r
-        .u32_at(lay.closed)
+/// Set a `closed` bit and wake the other side. Returns whether that took
+/// the consumer's armed doorbell (the caller rings it: the end of the
+/// stream is news too).
+pub(crate) fn close(r: &Region, lay: &Layout, bit: u32) -> bool {
+    if let Some(w) = r.u32_at(lay.closed) {
         // ORDERING: Release — pairs with the Acquire load in `closed_bits`.
-        .map_or(0, |w| w.fetch_or(bit, Ordering::Release));
+        w.fetch_or(bit, Ordering::Release);
+    }
     let cell = if bit == PRODUCER_CLOSED {
         lay.data_wait
     } else {
         lay.space_wait
     };
-    wait::wake(r, cell);
-    prev
+    wait::wake(r, cell)
 }
 
 /// The producer's half of the protocol. Process-local state only.
@@ -295,11 +296,12 @@ impl ProducerCore {
     }
 
     /// Make every committed frame visible to the consumer and wake it if it
-    /// sleeps.
+    /// sleeps. `true` if that took the consumer's armed doorbell (the
+    /// caller rings it).
     #[inline]
-    pub(crate) fn publish(&mut self, r: &Region) -> Result<()> {
+    pub(crate) fn publish(&mut self, r: &Region) -> Result<bool> {
         let Some((pos, h)) = self.pending.take() else {
-            return Ok(());
+            return Ok(false);
         };
         // ORDERING: Relaxed — the word after the last frame reads 0 ("not
         // yet"); made visible by the Release store below, which the consumer
@@ -311,8 +313,7 @@ impl ProducerCore {
         word(r, self.lay.header_off(pos))?.store(h, Ordering::Release);
         // ORDERING: Relaxed — informational only (`inspect`).
         word(r, self.lay.tail)?.store(self.tail, Ordering::Relaxed);
-        wait::wake(r, self.lay.data_wait);
-        Ok(())
+        Ok(wait::wake(r, self.lay.data_wait))
     }
 }
 
@@ -411,7 +412,8 @@ impl ConsumerCore {
         // `ProducerCore::room`.
         word(r, self.lay.head)?.store(self.head, Ordering::Release);
         self.released = self.head;
-        wait::wake(r, self.lay.space_wait);
+        // No doorbell on the producer's side.
+        let _ = wait::wake(r, self.lay.space_wait);
         Ok(())
     }
 
