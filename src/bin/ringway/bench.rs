@@ -689,6 +689,29 @@ pub(crate) fn run(opts: &Options) {
         print_many(&m_rows);
     }
     print_vs_python(&rows, &m_rows);
+    if wanted("L") {
+        match idle_cpu() {
+            Ok(pct) => println!("\nIdle: a receiver blocked 2 s on an empty ring (adaptive mode) used {pct:.3} % of a core."),
+            Err(e) => println!("\nIdle: measurement FAILED ({e})"),
+        }
+    }
+}
+
+/// CPU used by a receiver blocked on an empty ring, in % of one core.
+fn idle_cpu() -> Result<f64, String> {
+    let name = unique("idle");
+    let _tx = ringway::spsc::Producer::create(&name, 4096).map_err(|e| e.to_string())?;
+    let ms = 2000;
+    let args = vec![
+        kv("transport", "idle"),
+        kv("role", "idle"),
+        kv("name", &name),
+        kv("ms", ms),
+        kv("cpu", -1),
+    ];
+    let lines = run_group(vec![args], Vec::new())?;
+    let us = value(&lines[0], "IDLE")?;
+    Ok(us as f64 / (ms as f64 * 1000.0) * 100.0)
 }
 
 /// Ratios against Python's `multiprocessing`, measured in this same run.

@@ -138,6 +138,7 @@ pub(crate) fn main(argv: &[String]) {
         "tx" => produce(&args).map(|t0| format!("T0 {t0}")),
         "rx" => consume(&args),
         "threads" => threads(&args),
+        "idle" => idle(&args),
         "ping" => ping(&args).map(|s| {
             let v: Vec<String> = s.iter().map(u64::to_string).collect();
             format!("LAT {}", v.join(","))
@@ -536,6 +537,29 @@ fn threads(a: &Args) -> Result<String, String> {
         sum = sum.wrapping_add(t.sum);
     }
     Ok(format!("TT {t0} {} {count} {sum}", now_ns()))
+}
+
+/// Block in `recv_timeout` for `ms` milliseconds on a ring nobody writes
+/// to; report the CPU time this process used meanwhile.
+fn idle(a: &Args) -> Result<String, String> {
+    let mut rx = retry_open(|| Consumer::open(a.get("name")));
+    let ms = a.num("ms");
+    wait_go();
+    let cpu = |who| {
+        // SAFETY: an all-zero rusage is valid; getrusage fills it.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `u` is a valid out-pointer.
+        unsafe { libc::getrusage(who, &mut u) };
+        let t = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000 + tv.tv_usec as u64;
+        t(u.ru_utime) + t(u.ru_stime)
+    };
+    let before = cpu(libc::RUSAGE_SELF);
+    let mut buf = [0u8; 64];
+    match rx.recv_timeout(&mut buf, Duration::from_millis(ms)) {
+        Err(ringway::RecvError::Timeout) => {}
+        other => return Err(format!("expected a timeout, got {other:?}")),
+    }
+    Ok(format!("IDLE {}", cpu(libc::RUSAGE_SELF) - before))
 }
 
 /// A duplex message transport for ping-pong.
