@@ -51,6 +51,8 @@ pub enum Kind {
     Mpmc = 2,
     /// A pipe: one or two spsc rings between two ends ([`crate::pipe`]).
     Pipe = 3,
+    /// A table of named counters and its lock ([`crate::counters`]).
+    Counters = 4,
 }
 
 impl Kind {
@@ -60,6 +62,7 @@ impl Kind {
             1 => Some(Kind::Spsc),
             2 => Some(Kind::Mpmc),
             3 => Some(Kind::Pipe),
+            4 => Some(Kind::Counters),
             _ => None,
         }
     }
@@ -69,6 +72,7 @@ impl Kind {
             Kind::Spsc => "spsc",
             Kind::Mpmc => "mpmc",
             Kind::Pipe => "pipe",
+            Kind::Counters => "counters",
         }
     }
 }

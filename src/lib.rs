@@ -35,6 +35,9 @@
 //!   counted.
 //! - [`pipe`]: `multiprocessing.Pipe`, duplex or simplex, serde values and
 //!   raw bytes; a message that does not fit the caller's buffer stays.
+//! - [`counters`]: `Manager().dict()` + `Lock`: named counters with
+//!   lock-free `add`, and a robust inter-process lock whose dead holder is
+//!   reported, never a lock held forever.
 //! - [`codec`]: the serde (postcard) and plain-old-data encodings.
 //!
 //! ## Segments
@@ -84,9 +87,13 @@
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
 pub mod codec;
+#[cfg(not(loom))]
+pub mod counters;
 pub mod error;
 mod failpoint;
 mod header;
+#[cfg(not(loom))]
+mod lock;
 pub mod mpmc;
 #[cfg(not(loom))]
 mod peer;
