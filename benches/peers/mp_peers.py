@@ -41,8 +41,31 @@ def pong(conn, total):
         conn.send_bytes(conn.recv_bytes())
 
 
+def take(d, lock, k):
+    for _ in range(k):
+        with lock:
+            d["count"] -= 1
+
+
 def main():
     mode = sys.argv[1]
+    if mode == "counter":
+        n, k = int(sys.argv[2]), int(sys.argv[3])
+        with mp.Manager() as m:
+            d, lock = m.dict(), m.Lock()
+            d["count"] = n * k
+            ps = [mp.Process(target=take, args=(d, lock, k)) for _ in range(n)]
+            t0 = time.monotonic()
+            for p in ps:
+                p.start()
+            for p in ps:
+                p.join()
+            dt = time.monotonic() - t0
+            if d["count"] != 0:
+                print(f"ERR count is {d['count']}, not 0")
+                return
+        print(f"RATE {n * k / dt:.0f}")
+        return
     if mode == "queue":
         n = int(sys.argv[2])
         q = mp.Queue(maxsize=1024)

@@ -683,17 +683,203 @@ pub(crate) fn run(opts: &Options) {
             m_rows.push((*label, many(transport, sizes.t_msgs / 3)));
         }
     }
+    let c_results = if wanted("C") {
+        let k = sizes.t_msgs * 2;
+        let c_rows: Vec<(&str, Result<f64, String>)> = C_ROWS
+            .iter()
+            .map(|(label, t)| {
+                progress("C", label);
+                // The locked rows do a tenth of the work.
+                let k = if t.ends_with("locked") || t.ends_with("mutex") {
+                    k / 10
+                } else {
+                    k
+                };
+                (*label, counting(t, k))
+            })
+            .collect();
+        let python = (py && have_python()).then(|| {
+            progress("C", "Python Manager().dict() + Lock");
+            let v = python("counter", &[C_PROCS, 500])?;
+            v.strip_prefix("RATE ")
+                .and_then(|x| x.parse().ok())
+                .ok_or_else(|| format!("unexpected {v:?}"))
+        });
+        Some((c_rows, python))
+    } else {
+        None
+    };
     eprintln!("\r\x1b[2Kdone in {:.1}s", started.elapsed().as_secs_f64());
     print_table(&rows);
     if !m_rows.is_empty() {
         print_many(&m_rows);
     }
     print_vs_python(&rows, &m_rows);
+    if let Some((c_rows, python)) = c_results {
+        print_counting(&c_rows, python);
+    }
     if wanted("L") {
         match idle_cpu() {
             Ok(pct) => println!("\nIdle: a receiver blocked 2 s on an empty ring (adaptive mode) used {pct:.3} % of a core."),
             Err(e) => println!("\nIdle: measurement FAILED ({e})"),
         }
+    }
+}
+
+/// The C rows: label and transport.
+const C_ROWS: &[(&str, &str)] = &[
+    ("ringway CounterMap add (lookup each time)", "map-add"),
+    ("ringway Counter handle add (cached slot)", "map-counter"),
+    ("floor: bare fetch_add on one shared line", "floor-add"),
+    ("ringway CounterMap under its lock", "map-locked"),
+    ("floor: bare robust pthread mutex", "floor-mutex"),
+];
+
+/// Processes in the C workload.
+const C_PROCS: u64 = 4;
+
+/// The C workload: `C_PROCS` processes each doing `k` decrements of one
+/// counter; operations per second (first start to last end), checked to
+/// end at exactly 0.
+#[allow(clippy::disallowed_types)] // the floors' counter is a raw atomic
+fn counting(transport: &'static str, k: u64) -> Result<f64, String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let mut args = Vec::new();
+    let base = || {
+        vec![
+            kv("role", "count"),
+            kv("transport", transport),
+            kv("k", k),
+            kv("cpu", -1),
+        ]
+    };
+    let total = C_PROCS * k;
+    let check: Box<dyn Fn() -> Result<(), String>>;
+    let mut _keep = Vec::new();
+    if transport.starts_with("map") {
+        let name = unique("c");
+        let map = ringway::counters::CounterMap::create(&name, 16).map_err(|e| e.to_string())?;
+        map.set("count", total as i64).map_err(|e| e.to_string())?;
+        for _ in 0..C_PROCS {
+            let mut a = base();
+            a.push(kv("name", &name));
+            args.push(a);
+        }
+        check = Box::new(move || match map.get("count") {
+            Ok(Some(0)) => Ok(()),
+            other => Err(format!("integrity: count ended at {other:?}, not 0")),
+        });
+    } else {
+        let fd = memfd(256);
+        let mapping = memmap2::MmapOptions::new()
+            .len(256)
+            .map_raw(&fd)
+            .map_err(|e| e.to_string())?;
+        let p = mapping.as_mut_ptr();
+        // SAFETY: a fresh, zeroed, shared 256-byte mapping that lives as
+        // long as `check` (which owns it); the counter is 8-aligned.
+        let counter = unsafe { AtomicU64::from_ptr(p.wrapping_add(128).cast()) };
+        counter.store(total, Ordering::Relaxed);
+        init_robust_mutex(p.cast())?;
+        for _ in 0..C_PROCS {
+            let mut a = base();
+            a.push(kv("fd", fd.as_raw_fd()));
+            args.push(a);
+        }
+        _keep.push(fd);
+        check = Box::new(move || {
+            let _m = &mapping;
+            match counter.load(Ordering::Relaxed) {
+                0 => Ok(()),
+                v => Err(format!("integrity: count ended at {v}, not 0")),
+            }
+        });
+    }
+    let lines = run_group(args, Vec::new())?;
+    let (mut t0, mut t1) = (u64::MAX, 0);
+    for l in &lines {
+        let v: Vec<u64> = l
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        match v[..] {
+            [a, b] => {
+                t0 = t0.min(a);
+                t1 = t1.max(b);
+            }
+            _ => return Err(format!("unexpected {l:?}")),
+        }
+    }
+    check()?;
+    Ok(total as f64 / ((t1.saturating_sub(t0)) as f64 / 1e9))
+}
+
+/// A process-shared robust mutex at `m` (zeroed shared memory).
+fn init_robust_mutex(m: *mut libc::pthread_mutex_t) -> Result<(), String> {
+    // SAFETY: zeroed storage for pthread_mutexattr_init.
+    let mut attr: libc::pthread_mutexattr_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `attr` is valid storage; each call below gets it initialised.
+    let rc = unsafe { libc::pthread_mutexattr_init(&mut attr) };
+    // SAFETY: as above.
+    let rc =
+        rc | unsafe { libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED) };
+    // SAFETY: as above.
+    let rc =
+        rc | unsafe { libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST) };
+    // SAFETY: `m` points to 256 bytes of zeroed shared memory nobody uses
+    // yet; `attr` is initialised.
+    let rc = rc | unsafe { libc::pthread_mutex_init(m, &attr) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err("pthread mutex init failed".into())
+    }
+}
+
+fn print_counting(rows: &[(&str, Result<f64, String>)], python: Option<Result<f64, String>>) {
+    let of = |t: &str| {
+        rows.iter()
+            .find(|r| r.0.starts_with(t))
+            .and_then(|r| r.1.as_ref().ok().copied())
+    };
+    let (fadd, fmutex) = (of("floor: bare fetch_add"), of("floor: bare robust"));
+    let py = python.as_ref().and_then(|r| r.as_ref().ok().copied());
+    println!();
+    println!(
+        "C: {C_PROCS} processes decrement one counter, unpinned; the count is checked to end at 0"
+    );
+    println!(
+        "| {:<42} | {:>13} | {:>9} | {:>11} | {:>9} |",
+        "counter", "rate", "vs add", "vs mutex", "vs Python"
+    );
+    println!(
+        "|{:-<44}|{:->15}|{:->11}|{:->13}|{:->11}|",
+        "", "", "", "", ""
+    );
+    let show = |label: &str, r: &Result<f64, String>| {
+        let ratio = |b: Option<f64>| match (r, b) {
+            (Ok(v), Some(b)) if b > 0.0 => format!("{:.2}x", v / b),
+            _ => "-".into(),
+        };
+        let rate = match r {
+            Ok(v) => format!("{:.2} M/s", v / 1e6),
+            Err(e) => format!("FAILED ({e})"),
+        };
+        println!(
+            "| {:<42} | {:>13} | {:>9} | {:>11} | {:>9} |",
+            label,
+            rate,
+            ratio(fadd),
+            ratio(fmutex),
+            ratio(py)
+        );
+    };
+    for (label, r) in rows {
+        show(label, r);
+    }
+    if let Some(p) = &python {
+        show("Python Manager().dict() + Lock", p);
     }
 }
 

@@ -139,6 +139,7 @@ pub(crate) fn main(argv: &[String]) {
         "rx" => consume(&args),
         "threads" => threads(&args),
         "idle" => idle(&args),
+        "count" => count(&args),
         "ping" => ping(&args).map(|s| {
             let v: Vec<String> = s.iter().map(u64::to_string).collect();
             format!("LAT {}", v.join(","))
@@ -537,6 +538,71 @@ fn threads(a: &Args) -> Result<String, String> {
         sum = sum.wrapping_add(t.sum);
     }
     Ok(format!("TT {t0} {} {count} {sum}", now_ns()))
+}
+
+/// The C workload: `k` decrements of one shared counter, several ways.
+#[allow(clippy::disallowed_types)] // the floors use raw atomics on purpose
+fn count(a: &Args) -> Result<String, String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let k = a.num("k");
+    let e = |e: ringway::Error| e.to_string();
+    let (t0, t1) = match a.get("transport") {
+        "map-add" | "map-counter" | "map-locked" => {
+            let map = retry_open(|| ringway::counters::CounterMap::open(a.get("name")));
+            let handle = map.counter("count").map_err(e)?;
+            wait_go();
+            let t0 = now_ns();
+            match a.get("transport") {
+                "map-add" => {
+                    for _ in 0..k {
+                        map.add("count", -1).map_err(e)?;
+                    }
+                }
+                "map-counter" => {
+                    for _ in 0..k {
+                        handle.add(-1);
+                    }
+                }
+                _ => {
+                    for _ in 0..k {
+                        let g = map.lock().map_err(e)?;
+                        let v = g.get("count").map_err(e)?.unwrap_or(0);
+                        g.set("count", v - 1).map_err(e)?;
+                    }
+                }
+            }
+            (t0, now_ns())
+        }
+        "floor-add" | "floor-mutex" => {
+            let f = a.fd("fd");
+            let map = map_fd(&f, 256);
+            let base = map.as_mut_ptr();
+            // SAFETY: the memfd holds 256 zeroed bytes (a mutex the parent
+            // initialised at 0, the counter at 128), mapped for this scope.
+            let counter = unsafe { AtomicU64::from_ptr(base.wrapping_add(128).cast()) };
+            let m: *mut libc::pthread_mutex_t = base.cast();
+            wait_go();
+            let t0 = now_ns();
+            if a.get("transport") == "floor-add" {
+                for _ in 0..k {
+                    counter.fetch_sub(1, Ordering::Relaxed);
+                }
+            } else {
+                for _ in 0..k {
+                    // SAFETY: `m` is the parent's initialised process-shared
+                    // robust mutex; nobody dies holding it in this bench.
+                    unsafe { libc::pthread_mutex_lock(m) };
+                    let v = counter.load(Ordering::Relaxed);
+                    counter.store(v.wrapping_sub(1), Ordering::Relaxed);
+                    // SAFETY: locked just above by this thread.
+                    unsafe { libc::pthread_mutex_unlock(m) };
+                }
+            }
+            (t0, now_ns())
+        }
+        other => return Err(format!("unknown transport {other}")),
+    };
+    Ok(format!("C {t0} {t1}"))
 }
 
 /// Block in `recv_timeout` for `ms` milliseconds on a ring nobody writes

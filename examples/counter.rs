@@ -1,0 +1,42 @@
+//! The tutorial's counter: 100 processes each take one from `count` = 100,
+//! and the result is `{"count": 0}` — once with lock-free `add(-1)`, once
+//! inside the map's lock (the tutorial's `with lock:`). No server process.
+//!
+//! `cargo run --example counter`
+
+use ringway::counters::CounterMap;
+use std::process::Command;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [mode, name] = &args[..] {
+        let map = CounterMap::open(name)?;
+        if mode == "locked" {
+            let g = map.lock()?;
+            if g.owner_died() {
+                eprintln!("the last holder died holding the lock; carrying on");
+            }
+            let v = g.get("count")?.unwrap_or(0);
+            g.set("count", v - 1)?;
+        } else {
+            map.add("count", -1)?;
+        }
+        return Ok(());
+    }
+    for mode in ["lock-free", "locked"] {
+        let name = format!("ringway-counter-{}", std::process::id());
+        let map = CounterMap::create(&name, 16)?;
+        map.set("count", 100)?;
+        let exe = std::env::current_exe()?;
+        let kids: Vec<_> = (0..100)
+            .map(|_| Command::new(&exe).args([mode, &name]).spawn())
+            .collect::<Result<_, _>>()?;
+        for mut k in kids {
+            k.wait()?;
+        }
+        let snap = map.snapshot()?;
+        let body: Vec<String> = snap.iter().map(|(k, v)| format!("{k:?}: {v}")).collect();
+        println!("{mode:>9}: {{{}}}", body.join(", "));
+    }
+    Ok(())
+}
