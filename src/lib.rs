@@ -82,7 +82,9 @@
 //! this process read or write outside the segment. What a peer *can* do is
 //! change message bytes (it has write access to them) or truncate a named
 //! segment's file (which would raise `SIGBUS`; anonymous segments are sealed
-//! against that). Give segments to processes you trust with your data.
+//! against that). A counter map's lock is glibc's robust mutex, whose bytes
+//! glibc itself interprets: a peer that corrupts them can break the lock.
+//! Give segments to processes you trust with your data.
 
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
