@@ -188,24 +188,24 @@ impl CounterMap {
         word(self.r(), e + 8).map_err(|err| self.seg.named(err))
     }
 
-    fn key_matches(&self, e: usize, key: &[u8]) -> Result<bool> {
+    /// The key stored in entry `e` (its length checked before use).
+    fn read_key(&self, e: usize) -> Result<([u8; MAX_KEY], usize)> {
+        let bad = || self.seg.corrupted("entry out of bounds");
         let mut b = [0u8; 4];
-        self.r()
-            .read(e + 4, &mut b)
-            .ok_or_else(|| self.seg.corrupted("entry out of bounds"))?;
+        self.r().read(e + 4, &mut b).ok_or_else(bad)?;
         let len = u32::from_ne_bytes(b) as usize;
         if len > MAX_KEY {
             return Err(self
                 .seg
                 .corrupted(format!("entry at {e} has a key of {len} bytes")));
         }
-        if len != key.len() {
-            return Ok(false);
-        }
         let mut k = [0u8; MAX_KEY];
-        self.r()
-            .read(e + 16, &mut k[..len])
-            .ok_or_else(|| self.seg.corrupted("entry out of bounds"))?;
+        self.r().read(e + 16, &mut k[..len]).ok_or_else(bad)?;
+        Ok((k, len))
+    }
+
+    fn key_matches(&self, e: usize, key: &[u8]) -> Result<bool> {
+        let (k, len) = self.read_key(e)?;
         Ok(&k[..len] == key)
     }
 
@@ -376,20 +376,8 @@ impl CounterMap {
             if self.state(e)? != LIVE {
                 continue;
             }
-            let mut b = [0u8; 4];
-            self.r()
-                .read(e + 4, &mut b)
-                .ok_or_else(|| self.seg.corrupted("entry out of bounds"))?;
-            let len = u32::from_ne_bytes(b) as usize;
-            if len > MAX_KEY {
-                return Err(self
-                    .seg
-                    .corrupted(format!("entry at {e} has a key of {len} bytes")));
-            }
-            let mut k = vec![0u8; len];
-            self.r()
-                .read(e + 16, &mut k)
-                .ok_or_else(|| self.seg.corrupted("entry out of bounds"))?;
+            let (k, len) = self.read_key(e)?;
+            let k = k[..len].to_vec();
             let k = String::from_utf8(k).map_err(|_| {
                 self.seg
                     .corrupted(format!("entry at {e}: key is not UTF-8"))
