@@ -547,15 +547,16 @@ const ROWS: &[(&str, &str, bool, bool)] = &[
     ("floor: one cache line ping-pong", "cacheline", false, true),
 ];
 
-fn fmt_rate(r: &Option<Result<f64, String>>) -> String {
+fn fmt_rate(r: Option<&Result<f64, String>>) -> String {
     match r {
         None => "-".into(),
+        Some(Ok(v)) if *v < 100_000.0 => format!("{:.2} k/s", v / 1e3),
         Some(Ok(v)) => format!("{:.2} M/s", v / 1e6),
         Some(Err(e)) => format!("FAILED ({e})"),
     }
 }
 
-fn fmt_ratio(r: &Option<Result<f64, String>>, base: Option<f64>) -> String {
+fn fmt_ratio(r: Option<&Result<f64, String>>, base: Option<f64>) -> String {
     match (r, base) {
         (Some(Ok(v)), Some(b)) if b > 0.0 => format!("{:.2}x", v / b),
         _ => "-".into(),
@@ -858,14 +859,8 @@ fn print_counting(rows: &[(&str, Result<f64, String>)], python: Option<Result<f6
         "", "", "", "", ""
     );
     let show = |label: &str, r: &Result<f64, String>| {
-        let ratio = |b: Option<f64>| match (r, b) {
-            (Ok(v), Some(b)) if b > 0.0 => format!("{:.2}x", v / b),
-            _ => "-".into(),
-        };
-        let rate = match r {
-            Ok(v) => format!("{:.2} M/s", v / 1e6),
-            Err(e) => format!("FAILED ({e})"),
-        };
+        let ratio = |b: Option<f64>| fmt_ratio(Some(r), b);
+        let rate = fmt_rate(Some(r));
         println!(
             "| {:<42} | {:>13} | {:>9} | {:>11} | {:>9} |",
             label,
@@ -974,14 +969,8 @@ fn print_many(rows: &[(&str, Result<f64, String>)]) {
     );
     println!("|{:-<36}|{:->13}|{:->15}|{:->10}|", "", "", "", "");
     for (label, r) in rows {
-        let ratio = |b: Option<f64>| match (r, b) {
-            (Ok(v), Some(b)) if b > 0.0 => format!("{:.2}x", v / b),
-            _ => "-".into(),
-        };
-        let rate = match r {
-            Ok(v) => format!("{:.2} M/s", v / 1e6),
-            Err(e) => format!("FAILED ({e})"),
-        };
+        let ratio = |b: Option<f64>| fmt_ratio(Some(r), b);
+        let rate = fmt_rate(Some(r));
         println!(
             "| {:<34} | {:>11} | {:>13} | {:>8} |",
             label,
@@ -1034,10 +1023,10 @@ fn print_table(rows: &[Row]) {
         println!(
             "| {:<34} | {:>11} | {:>8} | {:>11} | {:>8} | {:>26} | {:>9} |",
             r.label,
-            fmt_rate(&r.t64),
-            fmt_ratio(&r.t64, floor64),
-            fmt_rate(&r.t8),
-            fmt_ratio(&r.t8, floor8),
+            fmt_rate(r.t64.as_ref()),
+            fmt_ratio(r.t64.as_ref(), floor64),
+            fmt_rate(r.t8.as_ref()),
+            fmt_ratio(r.t8.as_ref(), floor8),
             lat,
             lr
         );
