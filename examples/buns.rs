@@ -35,15 +35,23 @@ fn foodie(name: &str, id: usize) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn spawn(role: &str, name: &str, id: usize) -> std::io::Result<Child> {
+fn spawn(prefix: &[&str], role: &str, name: &str, id: usize) -> std::io::Result<Child> {
     Command::new(std::env::current_exe()?)
+        .args(prefix)
         .args([role, name, &id.to_string()])
         .spawn()
 }
 
+#[allow(dead_code)] // `ringway demo buns` includes this file and calls `run`
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [role, name, id] = &args[..] {
+    run(&[], &args)
+}
+
+/// The shop, or (with `args`) one of its chefs or foodies; `prefix` is
+/// what to pass this program to come back here.
+pub(crate) fn run(prefix: &[&str], args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    if let [role, name, id] = args {
         let id: usize = id.parse()?;
         return if role == "chef" {
             chef(name, id)
@@ -56,10 +64,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // open until every chef is done, however the processes are scheduled.
     let shop = Sender::create(&name, 8, 64)?;
     let foodies: Vec<Child> = (0..2)
-        .map(|i| spawn("foodie", &name, i))
+        .map(|i| spawn(prefix, "foodie", &name, i))
         .collect::<Result<_, _>>()?;
     let chefs: Vec<Child> = (0..3)
-        .map(|i| spawn("chef", &name, i))
+        .map(|i| spawn(prefix, "chef", &name, i))
         .collect::<Result<_, _>>()?;
     for mut c in chefs {
         c.wait()?;

@@ -7,9 +7,16 @@
 use ringway::counters::CounterMap;
 use std::process::Command;
 
+#[allow(dead_code)] // `ringway demo counter` includes this file and calls `run`
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [mode, name] = &args[..] {
+    run(&[], &args)
+}
+
+/// The counting, or (with `args`) one counting process; `prefix` is what
+/// to pass this program to come back here.
+pub(crate) fn run(prefix: &[&str], args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    if let [mode, name] = args {
         let map = CounterMap::open(name)?;
         if mode == "locked" {
             let g = map.lock()?;
@@ -29,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         map.set("count", 100)?;
         let exe = std::env::current_exe()?;
         let kids: Vec<_> = (0..100)
-            .map(|_| Command::new(&exe).args([mode, &name]).spawn())
+            .map(|_| Command::new(&exe).args(prefix).args([mode, &name]).spawn())
             .collect::<Result<_, _>>()?;
         for mut k in kids {
             k.wait()?;

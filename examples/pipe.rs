@@ -51,9 +51,16 @@ fn child(role: &str, name: &str) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+#[allow(dead_code)] // `ringway demo pipe` includes this file and calls `run`
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [role, name] = &args[..] {
+    run(&[], &args)
+}
+
+/// Both demos, or (with `args`) the producer or the server; `prefix` is
+/// what to pass this program to come back here.
+pub(crate) fn run(prefix: &[&str], args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    if let [role, name] = args {
         return child(role, name);
     }
     let exe = std::env::current_exe()?;
@@ -61,7 +68,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 1. Simplex: this process is the consumer (end 1), the child produces.
     let name = format!("ringway-pipe-{}", std::process::id());
     let mut rx = Pipe::create(&name, false, 4096)?;
-    let mut p = Command::new(&exe).args(["producer", &name]).spawn()?;
+    let mut p = Command::new(&exe)
+        .args(prefix)
+        .args(["producer", &name])
+        .spawn()?;
     loop {
         match rx.recv::<u32>() {
             Ok(i) => println!("consumer got {i}"),
@@ -76,7 +86,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. Duplex: requests and responses over one pipe.
     let name = format!("ringway-rpc-{}", std::process::id());
     let mut client = Pipe::create(&name, true, 4096)?;
-    let mut s = Command::new(&exe).args(["server", &name]).spawn()?;
+    let mut s = Command::new(&exe)
+        .args(prefix)
+        .args(["server", &name])
+        .spawn()?;
     for req in [Request::Square(12), Request::Shout("steamed buns".into())] {
         client.send(&req)?;
         let resp: Response = client.recv()?;

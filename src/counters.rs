@@ -39,7 +39,7 @@ use std::os::fd::BorrowedFd;
 
 /// Longest key, in bytes.
 pub const MAX_KEY: usize = 64;
-const ENTRY: usize = 128;
+pub(crate) const ENTRY: usize = 128;
 const EMPTY: u32 = 0;
 const LIVE: u32 = 2;
 const REMOVED: u32 = 3;
@@ -49,7 +49,7 @@ fn area_size(cap: u64) -> usize {
     LOCK_BYTES + LINE + cap as usize * ENTRY
 }
 
-fn validate(h: &Header) -> std::result::Result<(), (&'static str, String)> {
+pub(crate) fn validate(h: &Header) -> std::result::Result<(), (&'static str, String)> {
     let cap = h.param_a;
     if !cap.is_power_of_two() || !(1..=MAX_ENTRIES).contains(&cap) {
         return Err((
@@ -128,29 +128,30 @@ impl CounterMap {
             kind_size: area_size(cap),
         };
         let lock = RawLock::at(crate::header::kind_off(1));
-        let seg = Segment::create_with(name, spec, 0o600, &|seg| lock.init(seg.region()))?;
-        Ok(CounterMap::from_segment(seg))
+        // The creator holds the segment (for `gc`) before it is published.
+        let seg = Segment::create_with(name, spec, 0o600, &|seg| {
+            lock.init(seg.region())?;
+            crate::peer::hold_shared(seg)
+        })?;
+        Ok(CounterMap::from_parts(seg))
     }
 
     /// Open the named map.
     pub fn open(name: &str) -> Result<CounterMap> {
-        Ok(CounterMap::from_segment(Segment::open(
-            name,
-            Kind::Counters,
-            validate,
-        )?))
+        CounterMap::from_segment(Segment::open(name, Kind::Counters, validate)?)
     }
 
     /// Open the map behind `fd`.
     pub fn from_fd(fd: BorrowedFd<'_>) -> Result<CounterMap> {
-        Ok(CounterMap::from_segment(Segment::open_fd(
-            fd,
-            Kind::Counters,
-            validate,
-        )?))
+        CounterMap::from_segment(Segment::open_fd(fd, Kind::Counters, validate)?)
     }
 
-    fn from_segment(seg: Segment) -> CounterMap {
+    fn from_segment(seg: Segment) -> Result<CounterMap> {
+        crate::peer::hold_shared(&seg)?;
+        Ok(CounterMap::from_parts(seg))
+    }
+
+    fn from_parts(seg: Segment) -> CounterMap {
         let base = seg.header().kind_off();
         CounterMap {
             entries: base + LOCK_BYTES + LINE,

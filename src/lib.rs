@@ -88,6 +88,8 @@
 
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+#[cfg(not(loom))]
+pub mod admin;
 pub mod codec;
 #[cfg(not(loom))]
 pub mod counters;

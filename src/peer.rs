@@ -314,3 +314,26 @@ pub(crate) fn mark_dead(seg: &Segment, slot: u32) -> Result<bool> {
         .compare_exchange(ACTIVE, DEAD, Ordering::AcqRel, Ordering::Acquire)
         .is_ok())
 }
+
+/// The display-only `pid` and `attached_unix_ns` of `slot` (for
+/// `inspect`; never trusted for anything).
+pub(crate) fn display_fields(seg: &Segment, slot: u32) -> (u32, u64) {
+    let (mut pid, mut at) = ([0u8; 4], [0u8; 8]);
+    seg.region().read(entry_off(slot) + 8, &mut pid);
+    seg.region().read(entry_off(slot) + 16, &mut at);
+    (u32::from_ne_bytes(pid), u64::from_ne_bytes(at))
+}
+
+/// Hold a shared lock on byte 0 through this handle's private open file
+/// description, for as long as the handle lives: a kind without a peer
+/// table (the counter map) uses it to show `inspect` and `gc` that some
+/// process still holds the segment.
+pub(crate) fn hold_shared(seg: &Segment) -> Result<()> {
+    ofd_lock(seg, 0, libc::F_OFD_SETLK, libc::F_RDLCK as libc::c_short)
+        .map(|_| ())
+        .map_err(|source| Error::Io {
+            op: "fcntl(F_OFD_SETLK)",
+            segment: seg.name().to_owned(),
+            source,
+        })
+}

@@ -60,7 +60,7 @@ fn rings(duplex: bool) -> u64 {
     }
 }
 
-fn validate(h: &Header) -> std::result::Result<(), (&'static str, String)> {
+pub(crate) fn validate(h: &Header) -> std::result::Result<(), (&'static str, String)> {
     let cap = h.param_a;
     if !cap.is_power_of_two()
         || !(crate::spsc::ring::MIN_CAPACITY..=crate::spsc::ring::MAX_CAPACITY).contains(&cap)
@@ -94,7 +94,7 @@ fn validate(h: &Header) -> std::result::Result<(), (&'static str, String)> {
 
 /// Ring `i` of a pipe segment: ring 0 carries end 2 → end 1, ring 1
 /// (duplex only) end 1 → end 2.
-fn ring_layout(h: &Header, i: u64) -> Layout {
+pub(crate) fn ring_layout(h: &Header, i: u64) -> Layout {
     let base = h.kind_off() + (i * Layout::area_size(h.param_a) as u64) as usize;
     Layout::in_segment(
         base,

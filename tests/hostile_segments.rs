@@ -265,3 +265,40 @@ fn an_unsealed_memfd_is_refused_before_it_is_mapped() {
         other => panic!("expected a seals error, got {other:?}"),
     }
 }
+
+/// Offsets of an mpmc segment (64 peer slots): the queue area at 4352.
+const ENQ: u64 = 4352;
+const DEQ: u64 = 4352 + 128;
+const SLOTS: u64 = 4352 + 4 * 128;
+
+/// Found by the `mpmc_hostile` fuzz target: positions at the end of the
+/// u64 range made `pos + 1` overflow (a panic in debug builds). Positions
+/// read from the segment now wrap; every call gives a value or an Error.
+#[test]
+fn mpmc_positions_at_the_end_of_the_range_do_not_overflow() {
+    for (enq, deq, seq) in [
+        (u64::MAX, u64::MAX, u64::MAX),
+        (u64::MAX, u64::MAX, 0),
+        (0, u64::MAX, u64::MAX - 3),
+        (u64::MAX - 1, u64::MAX - 1, u64::MAX),
+    ] {
+        let name = unique_name("hostile-mpmc-pos");
+        let _u = Unlink(name.clone());
+        let mut rx = ringway::mpmc::Receiver::create(&name, 4, 8).unwrap();
+        let mut tx = ringway::mpmc::Sender::open(&name).unwrap();
+        poke(&name, ENQ, enq);
+        poke(&name, DEQ, deq);
+        for i in 0..4 {
+            // 64-byte slots: [seq][len][payload].
+            poke(&name, SLOTS + 64 * i, seq);
+            poke(&name, SLOTS + 64 * i + 8, 4);
+        }
+        let mut buf = [0u8; 8];
+        for _ in 0..6 {
+            let _ = rx.try_recv(&mut buf);
+            let _ = rx.try_recv_batch(4, |m| assert!(m.len() <= 8));
+            let _ = tx.try_send(&[7; 8]);
+            let _ = tx.try_send_batch(&[&[1; 8], &[2; 8], &[3; 8]]);
+        }
+    }
+}

@@ -30,7 +30,7 @@ fn role_name(role: u32) -> &'static str {
 }
 
 /// The mpmc parameters check of `segment::open`.
-fn validate(h: &Header) -> std::result::Result<(), (&'static str, String)> {
+pub(crate) fn validate(h: &Header) -> std::result::Result<(), (&'static str, String)> {
     let (cap, slot) = (h.param_a, h.param_b);
     if !cap.is_power_of_two() || !(2..=ring::MAX_SLOTS).contains(&cap) {
         return Err((
@@ -60,12 +60,20 @@ fn validate(h: &Header) -> std::result::Result<(), (&'static str, String)> {
     Ok(())
 }
 
-fn layout(seg: &Segment) -> Layout {
+pub(crate) fn layout(seg: &Segment) -> Layout {
     let h = seg.header();
     Layout::in_segment(h.kind_off(), CLOSED_OFF, LOST_OFF, h.param_a, h.param_b)
 }
 
-fn create_segment(name: Option<&str>, capacity: usize, max_message: usize) -> Result<Segment> {
+/// Create a queue, its creator attached as `role` in slot 0 before it is
+/// READY: a published queue always has a live peer or a dead one, never a
+/// moment with none (which `gc` would take for abandoned).
+fn create_segment(
+    name: Option<&str>,
+    capacity: usize,
+    max_message: usize,
+    role: u32,
+) -> Result<Segment> {
     let cap = (capacity as u64).max(2).next_power_of_two();
     if cap > ring::MAX_SLOTS || max_message == 0 || max_message as u64 > ring::MAX_SLOT_SIZE {
         return Err(Error::InvalidArgument(format!(
@@ -88,9 +96,16 @@ fn create_segment(name: Option<&str>, capacity: usize, max_message: usize) -> Re
         slot,
     );
     Segment::create_with(name, spec, DEFAULT_MODE, &|seg| {
-        ring::init(seg.region(), &lay)
+        ring::init(seg.region(), &lay)?;
+        match peer::attach(seg, CREATOR_SLOT, role)? {
+            peer::Attach::Attached => Ok(()),
+            other => Err(seg.corrupted(format!("a new queue's slot 0 is {other:?}"))),
+        }
     })
 }
+
+/// The peer slot a creator takes (before READY).
+const CREATOR_SLOT: u32 = 0;
 
 /// One attached end, sender or receiver: the segment, its peer slot and the
 /// queue's layout.
@@ -108,11 +123,19 @@ struct End {
 impl End {
     fn attach(mut seg: Segment, role: u32, creator: bool) -> Result<End> {
         crate::wait::register_process();
-        let Some(slot) = peer::attach_any(&seg, role)? else {
-            return Err(Error::TooManyPeers {
-                segment: seg.name().to_owned(),
-                slots: seg.header().peer_slots,
-            });
+        let slot = if creator {
+            // Attached by `create_segment`, before READY.
+            CREATOR_SLOT
+        } else {
+            match peer::attach_any(&seg, role)? {
+                Some(slot) => slot,
+                None => {
+                    return Err(Error::TooManyPeers {
+                        segment: seg.name().to_owned(),
+                        slots: seg.header().peer_slots,
+                    })
+                }
+            }
         };
         seg.set_unlink_on_drop(creator);
         let end = End {
@@ -206,7 +229,7 @@ impl End {
                     return Ok(());
                 }
                 // A record can only cover a capacity's worth of positions.
-                for pos in (c - 1..).take(n.min(self.lay.cap) as usize) {
+                for pos in (0..n.min(self.lay.cap)).map(|i| (c - 1).wrapping_add(i)) {
                     if self.live_claimer(role, pos, s)? {
                         continue;
                     }
@@ -273,12 +296,18 @@ impl Sender {
     /// two) of `max_message` bytes each, and attach as a sender. The name is
     /// removed when this handle drops.
     pub fn create(name: &str, capacity: usize, max_message: usize) -> Result<Sender> {
-        Sender::attach(create_segment(Some(name), capacity, max_message)?, true)
+        Sender::attach(
+            create_segment(Some(name), capacity, max_message, ROLE_SENDER)?,
+            true,
+        )
     }
 
     /// Create an anonymous queue (a memfd); share it by fd.
     pub fn create_anonymous(capacity: usize, max_message: usize) -> Result<Sender> {
-        Sender::attach(create_segment(None, capacity, max_message)?, true)
+        Sender::attach(
+            create_segment(None, capacity, max_message, ROLE_SENDER)?,
+            true,
+        )
     }
 
     /// Open the named queue as a sender.
@@ -430,7 +459,7 @@ impl Sender {
         let (pos, k) = self.claim_slow(longest, msgs.len() as u64, until)?;
         let (r, lay) = (self.end.seg.region(), &self.end.lay);
         let failed = |e: Error| SendError::Failed((), self.end.seg.named(e));
-        for (p, m) in (pos..pos + k).zip(msgs) {
+        for (p, m) in (0..k).map(|i| pos.wrapping_add(i)).zip(msgs) {
             r.write(lay.payload(p), m).expect("slot checked at open");
             failpoint!("mpmc.batch_after_claim");
             ring::publish_quietly(r, lay, p, m.len() as u32).map_err(failed)?;
@@ -528,7 +557,10 @@ impl Receiver {
     /// two) of `max_message` bytes each, and attach as a receiver. The name
     /// is removed when this handle drops.
     pub fn create(name: &str, capacity: usize, max_message: usize) -> Result<Receiver> {
-        Receiver::attach(create_segment(Some(name), capacity, max_message)?, true)
+        Receiver::attach(
+            create_segment(Some(name), capacity, max_message, ROLE_RECEIVER)?,
+            true,
+        )
     }
 
     /// Open the named queue as a receiver.
@@ -770,10 +802,10 @@ impl Receiver {
             r,
             lay,
             next: pos,
-            end: pos + k,
+            left: k,
         };
         let mut handed = 0;
-        while range.next < range.end {
+        while range.left > 0 {
             let p = range.next;
             if let Slot::Message(off, len) =
                 ring::slot_message(r, lay, p).map_err(|e| self.end.seg.named(e))?
@@ -783,7 +815,9 @@ impl Receiver {
                 f(unsafe { r.slice(off, len) }.expect("slot checked"));
                 handed += 1;
             }
-            range.next += 1;
+            // Positions wrap (hostile ones may start anywhere).
+            range.next = p.wrapping_add(1);
+            range.left -= 1;
             ring::free_quietly(r, lay, p).map_err(|e| self.end.seg.named(e))?;
         }
         Ok(handed)
@@ -910,13 +944,13 @@ struct FreeRange<'a> {
     r: &'a crate::region::Region,
     lay: &'a Layout,
     next: u64,
-    end: u64,
+    left: u64,
 }
 
 impl Drop for FreeRange<'_> {
     fn drop(&mut self) {
-        for p in self.next..self.end {
-            let _ = ring::free_quietly(self.r, self.lay, p);
+        for i in 0..self.left {
+            let _ = ring::free_quietly(self.r, self.lay, self.next.wrapping_add(i));
         }
         let _ = crate::wait::wake(self.r, self.lay.space_wait);
     }

@@ -38,7 +38,7 @@
 //!   is freed and its message counted as lost. Nothing else is lost.
 
 #[cfg(not(loom))]
-mod handles;
+pub(crate) mod handles;
 pub(crate) mod ring;
 #[cfg(not(loom))]
 pub use handles::*;

@@ -205,7 +205,7 @@ impl ClaimRec<'_> {
         // follows in the claim.
         self.len.store(len, Ordering::Relaxed);
         // ORDERING: Relaxed — as above.
-        self.pos.store(pos + 1, Ordering::Relaxed);
+        self.pos.store(pos.wrapping_add(1), Ordering::Relaxed);
     }
 }
 
@@ -216,7 +216,8 @@ fn run_len(r: &Region, lay: &Layout, pos: u64, ahead: u64, want: u64) -> Result<
     let mut k = 1;
     // ORDERING: Acquire — as for the first slot in the claims.
     while k < want.min(lay.cap)
-        && word(r, lay.slot(pos + k))?.load(Ordering::Acquire) & !SKIPPED == pos + k + ahead
+        && word(r, lay.slot(pos.wrapping_add(k)))?.load(Ordering::Acquire) & !SKIPPED
+            == pos.wrapping_add(k).wrapping_add(ahead)
     {
         k += 1;
     }
@@ -248,7 +249,12 @@ pub(crate) fn claim_send(
             claim.record(pos, k);
             // ORDERING: Release on success — a recoverer that reads `enq >
             // pos` (Acquire) sees our claim; Relaxed on failure: we retry.
-            match enq.compare_exchange(pos, pos + k, Ordering::Release, Ordering::Relaxed) {
+            match enq.compare_exchange(
+                pos,
+                pos.wrapping_add(k),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return Ok(Some((pos, k))),
                 Err(cur) => pos = cur,
             }
@@ -289,7 +295,7 @@ pub(crate) fn publish_quietly(r: &Region, lay: &Layout, pos: u64, len: u32) -> R
         .ok_or_else(|| corrupted("slot outside the segment".into()))?;
     // ORDERING: Release — publishes the payload and length; pairs with the
     // Acquire load in `claim_recv`.
-    word(r, lay.slot(pos))?.store(pos + 1, Ordering::Release);
+    word(r, lay.slot(pos))?.store(pos.wrapping_add(1), Ordering::Release);
     Ok(())
 }
 
@@ -310,13 +316,18 @@ pub(crate) fn claim_recv(
         // ORDERING: Acquire — pairs with the producer's Release in
         // `publish` (or recovery's in `skip_unpublished`).
         let seq = word(r, lay.slot(pos))?.load(Ordering::Acquire) & !SKIPPED;
-        let diff = seq.wrapping_sub(pos + 1) as i64;
+        let diff = seq.wrapping_sub(pos.wrapping_add(1)) as i64;
         if diff == 0 {
             // Published slots stay published until claimed.
             let k = run_len(r, lay, pos, 1, want)?;
             claim.record(pos, k);
             // ORDERING: Release on success — as in `claim_send`.
-            match deq.compare_exchange(pos, pos + k, Ordering::Release, Ordering::Relaxed) {
+            match deq.compare_exchange(
+                pos,
+                pos.wrapping_add(k),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return Ok(Some((pos, k))),
                 Err(cur) => pos = cur,
             }
@@ -384,7 +395,7 @@ pub(crate) fn free(r: &Region, lay: &Layout, pos: u64) -> Result<()> {
 pub(crate) fn free_quietly(r: &Region, lay: &Layout, pos: u64) -> Result<()> {
     // ORDERING: Release — our reads of the slot happen before the next
     // lap's producer writes it; pairs with the Acquire in `claim_send`.
-    word(r, lay.slot(pos))?.store(pos + lay.cap, Ordering::Release);
+    word(r, lay.slot(pos))?.store(pos.wrapping_add(lay.cap), Ordering::Release);
     Ok(())
 }
 
@@ -401,7 +412,7 @@ pub(crate) fn positions(r: &Region, lay: &Layout) -> Result<(u64, u64)> {
 /// Publish the claimed slot of `pos` as skipped (its claimer gave it up).
 pub(crate) fn abandon(r: &Region, lay: &Layout, pos: u64) -> Result<()> {
     // ORDERING: Release — as in `publish`.
-    word(r, lay.slot(pos))?.store((pos + 1) | SKIPPED, Ordering::Release);
+    word(r, lay.slot(pos))?.store(pos.wrapping_add(1) | SKIPPED, Ordering::Release);
     let _ = wait::wake(r, lay.data_wait);
     Ok(())
 }
@@ -420,7 +431,7 @@ pub(crate) fn skip_unpublished(r: &Region, lay: &Layout, pos: u64) -> Result<boo
     let done = seq
         .compare_exchange(
             pos,
-            (pos + 1) | SKIPPED,
+            pos.wrapping_add(1) | SKIPPED,
             Ordering::AcqRel,
             Ordering::Relaxed,
         )
@@ -442,13 +453,18 @@ pub(crate) fn free_unreleased(r: &Region, lay: &Layout, pos: u64) -> Result<bool
     let seq = word(r, lay.slot(pos))?;
     // ORDERING: Relaxed — read only to build the expected value of the CAS.
     let cur = seq.load(Ordering::Relaxed);
-    if cur & !SKIPPED != pos + 1 {
+    if cur & !SKIPPED != pos.wrapping_add(1) {
         return Ok(false);
     }
     // ORDERING: AcqRel — Release hands the slot to the next lap's producer
     // (its Acquire in `claim_send`).
     let done = seq
-        .compare_exchange(cur, pos + lay.cap, Ordering::AcqRel, Ordering::Relaxed)
+        .compare_exchange(
+            cur,
+            pos.wrapping_add(lay.cap),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
         .is_ok();
     if done {
         if cur & SKIPPED == 0 {

@@ -75,7 +75,7 @@ pub(crate) fn validate(h: &Header) -> std::result::Result<(), (&'static str, Str
     Ok(())
 }
 
-fn layout(seg: &Segment) -> Layout {
+pub(crate) fn layout(seg: &Segment) -> Layout {
     Layout::in_segment(seg.header().kind_off(), CLOSED_OFF, seg.header().param_a)
 }
 

@@ -9,16 +9,34 @@
 //! end bytes, so a run that lost, duplicated or tore a message gives no
 //! figure.
 
-use crate::child::STREAM_BATCH;
 use crate::floor;
+use crate::report::{self, Cell, Sheet};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Messages the rings hold (BENCH.md: ~1024 wherever configurable).
-const SLOTS: usize = 1024;
+/// Messages the rings hold by default (BENCH.md: ~1024 wherever
+/// configurable).
+pub(crate) const DEFAULT_SLOTS: usize = 1024;
+
+/// The run's ring size and wait mode, set once by [`run`].
+static CONFIG: std::sync::OnceLock<(usize, bool)> = std::sync::OnceLock::new();
+
+fn set_config(opts: &Options) {
+    let _ = CONFIG.set((opts.slots.max(2), opts.spin));
+}
+
+/// Messages the rings hold.
+fn slots() -> usize {
+    CONFIG.get().map_or(DEFAULT_SLOTS, |c| c.0)
+}
+
+/// Whether ringway's rows spin instead of sleeping (`--mode spin`).
+fn spin() -> bool {
+    CONFIG.get().is_some_and(|c| c.1)
+}
 /// No run may take longer than this.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 
@@ -29,23 +47,24 @@ struct Sizes {
     l_msgs: u64,
 }
 
-/// What one row measured.
-#[derive(Clone, Debug, Default)]
-struct Row {
-    label: &'static str,
-    t64: Option<Result<f64, String>>,
-    t8: Option<Result<f64, String>>,
-    lat: Option<Result<[u64; 4], String>>,
-}
-
-/// Options of `ringway bench`.
-#[derive(Debug, Default)]
+/// Options of `ringway bench` (see `main.rs` for their help).
+#[derive(Debug)]
 pub(crate) struct Options {
     pub(crate) full: bool,
     pub(crate) pin: bool,
     pub(crate) only: Option<Vec<String>>,
-    /// Keep only rows whose transport name contains one of these.
+    /// Keep only rows whose transport or label contains one of these.
     pub(crate) rows: Option<Vec<String>>,
+    pub(crate) repeat: usize,
+    pub(crate) json: bool,
+    pub(crate) markdown: bool,
+    pub(crate) plot: Option<std::path::PathBuf>,
+    pub(crate) messages: Option<u64>,
+    pub(crate) round_trips: Option<u64>,
+    pub(crate) slots: usize,
+    pub(crate) spin: bool,
+    pub(crate) baseline: Option<String>,
+    pub(crate) quiet: bool,
 }
 
 fn fd_pair(kind: &str) -> (OwnedFd, OwnedFd) {
@@ -177,9 +196,9 @@ fn unique(tag: &str) -> String {
     )
 }
 
-/// Capacity in bytes of a ringway ring holding `SLOTS` messages of `size`.
+/// Capacity in bytes of a ringway ring holding `slots()` messages of `size`.
 fn ring_cap(size: usize) -> usize {
-    SLOTS * (8 + size.div_ceil(8) * 8)
+    slots() * (8 + size.div_ceil(8) * 8)
 }
 
 /// Throughput of `transport` for `n` messages of `size` bytes.
@@ -194,7 +213,12 @@ fn throughput(transport: &'static str, size: usize, n: u64, pin: bool) -> Result
     // Keeps an mpmc queue in existence without being a sender (so the
     // consumer sees the end of the stream when the producer drops).
     let mut holder: Option<ringway::mpmc::Receiver> = None;
+    if spin() {
+        ta.push(kv("mode", "spin"));
+        tb.push(kv("mode", "spin"));
+    }
     match transport {
+        "threads-chan" | "threads-aq" => return threads_rate(transport, size, n),
         "ringway" | "ringway-batch" | "ringway-pipe" | "ringway-pipe-typed" => {
             let name = unique("t");
             for v in [&mut ta, &mut tb] {
@@ -205,7 +229,7 @@ fn throughput(transport: &'static str, size: usize, n: u64, pin: bool) -> Result
         "ringway-mpmc" => {
             let name = unique("tm");
             holder = Some(
-                ringway::mpmc::Receiver::create(&name, SLOTS, size).map_err(|e| e.to_string())?,
+                ringway::mpmc::Receiver::create(&name, slots(), size).map_err(|e| e.to_string())?,
             );
             for v in [&mut ta, &mut tb] {
                 v.push(kv("name", &name));
@@ -222,10 +246,10 @@ fn throughput(transport: &'static str, size: usize, n: u64, pin: bool) -> Result
             _keep = vec![r, w];
         }
         "floor" => {
-            let m = memfd(floor::ring_bytes(SLOTS, size));
+            let m = memfd(floor::ring_bytes(slots(), size));
             for v in [&mut ta, &mut tb] {
                 v.push(kv("fd", m.as_raw_fd()));
-                v.push(kv("slots", SLOTS));
+                v.push(kv("slots", slots()));
             }
             _keep = vec![m];
         }
@@ -248,6 +272,42 @@ fn throughput(transport: &'static str, size: usize, n: u64, pin: bool) -> Result
     }
     let secs = (t1.saturating_sub(t0)) as f64 / 1e9;
     Ok(n as f64 / secs)
+}
+
+/// One producer thread -> one consumer thread in one process, through
+/// crossbeam's channel or `ArrayQueue`: the in-process yardstick.
+fn threads_rate(transport: &str, size: usize, n: u64) -> Result<f64, String> {
+    let args = vec![
+        kv("transport", "threads"),
+        kv("role", "threads"),
+        kv(
+            "kind",
+            if transport == "threads-chan" {
+                "chan"
+            } else {
+                "aq"
+            },
+        ),
+        kv("size", size),
+        kv("n", n),
+        kv("tx", 1),
+        kv("rx", 1),
+        kv("slots", slots()),
+        kv("cpu", -1),
+    ];
+    let lines = run_group(vec![args], Vec::new())?;
+    let v: Vec<u64> = lines[0]
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    match v[..] {
+        [t0, t1, count, sum] if count == n && sum == expected_sum(1, n) => {
+            Ok(n as f64 / ((t1.saturating_sub(t0)) as f64 / 1e9))
+        }
+        [_, _, count, _] => Err(format!("integrity: {count} of {n} messages")),
+        _ => Err(format!("unexpected result {:?}", lines[0])),
+    }
 }
 
 /// `(count, checksum)` from a consumer's `T1 <ns> <count> <sum>` line.
@@ -292,7 +352,7 @@ fn many(transport: &'static str, n: u64) -> Result<f64, String> {
         "ringway-mpmc" | "ringway-mpmc-batch" => {
             let name = unique("m");
             holder = Some(
-                ringway::mpmc::Receiver::create(&name, SLOTS, size).map_err(|e| e.to_string())?,
+                ringway::mpmc::Receiver::create(&name, slots(), size).map_err(|e| e.to_string())?,
             );
             for p in 0..P {
                 let mut a = base("tx");
@@ -325,7 +385,7 @@ fn many(transport: &'static str, n: u64) -> Result<f64, String> {
         }
         "threads" => {
             let mut a = base("threads");
-            a.extend([kv("tx", P), kv("rx", C), kv("slots", SLOTS)]);
+            a.extend([kv("tx", P), kv("rx", C), kv("slots", slots())]);
             args.push(a);
         }
         _ => unreachable!(),
@@ -419,10 +479,10 @@ fn latency(transport: &'static str, s: Sizes, pin: bool) -> Result<[u64; 4], Str
             _keep = vec![x, y];
         }
         "floor" => {
-            let m = memfd(2 * floor::ring_bytes(SLOTS, size));
+            let m = memfd(2 * floor::ring_bytes(slots(), size));
             for v in [&mut ta, &mut tb] {
                 v.push(kv("fd", m.as_raw_fd()));
-                v.push(kv("slots", SLOTS));
+                v.push(kv("slots", slots()));
             }
             _keep = vec![m];
         }
@@ -523,208 +583,6 @@ fn have_python() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// The rows, in display order, and which workloads each runs.
-const ROWS: &[(&str, &str, bool, bool)] = &[
-    // (label, transport for T, runs T, runs L)
-    ("ringway spsc, per message", "ringway", true, true),
-    ("ringway spsc, batched", "ringway-batch", true, false),
-    ("ringway spsc, spin mode", "ringway-spin", false, true),
-    ("ringway mpmc, 1 -> 1", "ringway-mpmc", true, false),
-    ("ringway Pipe, send_bytes", "ringway-pipe", true, true),
-    (
-        "ringway Pipe, typed send ([u64; 8])",
-        "ringway-pipe-typed",
-        true,
-        false,
-    ),
-    ("pipe, per message", "pipe", true, true),
-    ("pipe, 64 KiB batches", "pipe-batch", true, false),
-    ("socketpair, per message", "socket", true, true),
-    ("socketpair, 64 KiB batches", "socket-batch", true, false),
-    ("floor: minimal spinning shm ring", "floor", true, true),
-    ("floor: one cache line ping-pong", "cacheline", false, true),
-];
-
-fn fmt_rate(r: Option<&Result<f64, String>>) -> String {
-    match r {
-        None => "-".into(),
-        Some(Ok(v)) if *v < 100_000.0 => format!("{:.2} k/s", v / 1e3),
-        Some(Ok(v)) => format!("{:.2} M/s", v / 1e6),
-        Some(Err(e)) => format!("FAILED ({e})"),
-    }
-}
-
-fn fmt_ratio(r: Option<&Result<f64, String>>, base: Option<f64>) -> String {
-    match (r, base) {
-        (Some(Ok(v)), Some(b)) if b > 0.0 => format!("{:.2}x", v / b),
-        _ => "-".into(),
-    }
-}
-
-/// Run the benchmark and print the table.
-pub(crate) fn run(opts: &Options) {
-    let sizes = if opts.full {
-        Sizes {
-            t_msgs: 10_000_000,
-            l_warm: 20_000,
-            l_msgs: 200_000,
-        }
-    } else {
-        Sizes {
-            t_msgs: 2_000_000,
-            l_warm: 2_000,
-            l_msgs: 20_000,
-        }
-    };
-    let wanted = |w: &str| {
-        opts.only
-            .as_ref()
-            .is_none_or(|o| o.iter().any(|x| x.eq_ignore_ascii_case(w)))
-    };
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pin = opts.pin && cpus >= 2;
-    eprintln!(
-        "ringway bench: T64/T8 {} messages, L {}+{} round trips of 64 B, {} cpus, {}pinned; {} B user-space batches for streams",
-        sizes.t_msgs,
-        sizes.l_warm,
-        sizes.l_msgs,
-        cpus,
-        if pin { "" } else { "not " },
-        STREAM_BATCH
-    );
-    let rows_wanted: Vec<_> = ROWS
-        .iter()
-        .filter(|r| {
-            opts.rows
-                .as_ref()
-                .is_none_or(|w| w.iter().any(|x| r.1.contains(x.as_str())))
-        })
-        .copied()
-        .collect();
-    let steps: usize = rows_wanted
-        .iter()
-        .map(|r| {
-            (r.2 as usize) * (wanted("T64") as usize + wanted("T8") as usize)
-                + (r.3 && wanted("L")) as usize
-        })
-        .sum();
-    let mut step = 0;
-    let started = Instant::now();
-    let mut progress = |what: &str, label: &str| {
-        step += 1;
-        eprint!(
-            "\r\x1b[2K[{step:>2}/{steps}] {:>5.1}s  {what:<4} {label}",
-            started.elapsed().as_secs_f64()
-        );
-        let _ = std::io::stderr().flush();
-    };
-    let mut rows = Vec::new();
-    for &(label, transport, t, l) in &rows_wanted {
-        let mut row = Row {
-            label,
-            ..Row::default()
-        };
-        if t && wanted("T64") {
-            progress("T64", label);
-            row.t64 = Some(throughput(transport, 64, sizes.t_msgs, pin));
-        }
-        if t && wanted("T8") {
-            progress("T8", label);
-            row.t8 = Some(throughput(transport, 8, sizes.t_msgs, pin));
-        }
-        if l && wanted("L") {
-            progress("L", label);
-            row.lat = Some(latency(transport, sizes, pin));
-        }
-        rows.push(row);
-    }
-    let py = opts
-        .rows
-        .as_ref()
-        .is_none_or(|w| w.iter().any(|x| "python".contains(x.as_str())));
-    if py && have_python() {
-        // Python is ~100x slower: a tenth of the messages (full: 1M).
-        let n = (sizes.t_msgs / 10).min(1_000_000);
-        let mut q = Row {
-            label: "Python mp.Queue",
-            ..Row::default()
-        };
-        let mut pp = Row {
-            label: "Python Pipe.send_bytes",
-            ..Row::default()
-        };
-        if wanted("T64") {
-            progress("T64", q.label);
-            q.t64 = Some(python_rate("queue", n));
-            progress("T64", pp.label);
-            pp.t64 = Some(python_rate("pipe", n));
-        }
-        if wanted("L") {
-            progress("L", pp.label);
-            pp.lat = Some(python_latency(sizes.l_warm, sizes.l_msgs / 2));
-        }
-        rows.push(q);
-        rows.push(pp);
-    } else if py {
-        eprintln!("\rpython3 with multiprocessing not found: the Python rows are skipped");
-    }
-    let mut m_rows = Vec::new();
-    if wanted("M") {
-        for (label, transport) in M_ROWS {
-            if opts
-                .rows
-                .as_ref()
-                .is_some_and(|w| !w.iter().any(|x| transport.contains(x.as_str())))
-            {
-                continue;
-            }
-            progress("M", label);
-            m_rows.push((*label, many(transport, sizes.t_msgs / 3)));
-        }
-    }
-    let c_results = if wanted("C") {
-        let k = sizes.t_msgs * 2;
-        let c_rows: Vec<(&str, Result<f64, String>)> = C_ROWS
-            .iter()
-            .map(|(label, t)| {
-                progress("C", label);
-                // The locked rows do a tenth of the work.
-                let k = if t.ends_with("locked") || t.ends_with("mutex") {
-                    k / 10
-                } else {
-                    k
-                };
-                (*label, counting(t, k))
-            })
-            .collect();
-        let python = (py && have_python()).then(|| {
-            progress("C", "Python Manager().dict() + Lock");
-            let v = python("counter", &[C_PROCS, 500])?;
-            v.strip_prefix("RATE ")
-                .and_then(|x| x.parse().ok())
-                .ok_or_else(|| format!("unexpected {v:?}"))
-        });
-        Some((c_rows, python))
-    } else {
-        None
-    };
-    eprintln!("\r\x1b[2Kdone in {:.1}s", started.elapsed().as_secs_f64());
-    print_table(&rows);
-    if !m_rows.is_empty() {
-        print_many(&m_rows);
-    }
-    print_vs_python(&rows, &m_rows);
-    if let Some((c_rows, python)) = c_results {
-        print_counting(&c_rows, python);
-    }
-    if wanted("L") {
-        match idle_cpu() {
-            Ok(pct) => println!("\nIdle: a receiver blocked 2 s on an empty ring (adaptive mode) used {pct:.3} % of a core."),
-            Err(e) => println!("\nIdle: measurement FAILED ({e})"),
-        }
-    }
 }
 
 /// The C rows: label and transport.
@@ -838,46 +696,6 @@ fn init_robust_mutex(m: *mut libc::pthread_mutex_t) -> Result<(), String> {
     }
 }
 
-fn print_counting(rows: &[(&str, Result<f64, String>)], python: Option<Result<f64, String>>) {
-    let of = |t: &str| {
-        rows.iter()
-            .find(|r| r.0.starts_with(t))
-            .and_then(|r| r.1.as_ref().ok().copied())
-    };
-    let (fadd, fmutex) = (of("floor: bare fetch_add"), of("floor: bare robust"));
-    let py = python.as_ref().and_then(|r| r.as_ref().ok().copied());
-    println!();
-    println!(
-        "C: {C_PROCS} processes decrement one counter, unpinned; the count is checked to end at 0"
-    );
-    println!(
-        "| {:<42} | {:>13} | {:>9} | {:>11} | {:>9} |",
-        "counter", "rate", "vs add", "vs mutex", "vs Python"
-    );
-    println!(
-        "|{:-<44}|{:->15}|{:->11}|{:->13}|{:->11}|",
-        "", "", "", "", ""
-    );
-    let show = |label: &str, r: &Result<f64, String>| {
-        let ratio = |b: Option<f64>| fmt_ratio(Some(r), b);
-        let rate = fmt_rate(Some(r));
-        println!(
-            "| {:<42} | {:>13} | {:>9} | {:>11} | {:>9} |",
-            label,
-            rate,
-            ratio(fadd),
-            ratio(fmutex),
-            ratio(py)
-        );
-    };
-    for (label, r) in rows {
-        show(label, r);
-    }
-    if let Some(p) = &python {
-        show("Python Manager().dict() + Lock", p);
-    }
-}
-
 /// CPU used by a receiver blocked on an empty ring, in % of one core.
 fn idle_cpu() -> Result<f64, String> {
     let name = unique("idle");
@@ -895,56 +713,63 @@ fn idle_cpu() -> Result<f64, String> {
     Ok(us as f64 / (ms as f64 * 1000.0) * 100.0)
 }
 
-/// Ratios against Python's `multiprocessing`, measured in this same run.
-fn print_vs_python(rows: &[Row], m_rows: &[(&str, Result<f64, String>)]) {
-    let t64 = |label: &str| {
-        rows.iter()
-            .find(|r| r.label == label)
-            .and_then(|r| r.t64.as_ref())
-            .and_then(|r| r.as_ref().ok().copied())
-    };
-    let m = |label: &str| {
-        m_rows
-            .iter()
-            .find(|r| r.0 == label)
-            .and_then(|r| r.1.as_ref().ok().copied())
-    };
-    let (Some(q), Some(p)) = (t64("Python mp.Queue"), t64("Python Pipe.send_bytes")) else {
-        return;
-    };
-    println!();
-    println!("Against Python multiprocessing (64 B messages, same run):");
-    let line = |what: &str, v: Option<f64>, base: f64| {
-        if let Some(v) = v {
-            println!("  {what:<48} {:>8.1}x", v / base);
-        }
-    };
-    line(
-        "ringway spsc per message vs mp.Queue",
-        t64("ringway spsc, per message"),
-        q,
-    );
-    line(
-        "ringway Pipe.send_bytes vs Pipe.send_bytes",
-        t64("ringway Pipe, send_bytes"),
-        p,
-    );
-    line(
-        "ringway Pipe typed send vs Pipe.send_bytes",
-        t64("ringway Pipe, typed send ([u64; 8])"),
-        p,
-    );
-    line(
-        "ringway mpmc 3->2 per message vs mp.Queue 1->1",
-        m("ringway mpmc [procs]"),
-        q,
-    );
-    line(
-        "ringway mpmc 3->2 batched vs mp.Queue 1->1",
-        m("ringway mpmc, batches of 32 [procs]"),
-        q,
-    );
+/// One row of the T/L table.
+struct Spec {
+    label: &'static str,
+    transport: &'static str,
+    /// Runs T64/T8.
+    t: bool,
+    /// Runs L.
+    l: bool,
+    /// L unpinned whatever `--no-pin` says.
+    unpinned: bool,
 }
+
+const fn row(label: &'static str, transport: &'static str, t: bool, l: bool) -> Spec {
+    Spec {
+        label,
+        transport,
+        t,
+        l,
+        unpinned: false,
+    }
+}
+
+const fn unpinned(label: &'static str, transport: &'static str) -> Spec {
+    Spec {
+        label,
+        transport,
+        t: false,
+        l: true,
+        unpinned: true,
+    }
+}
+
+/// The T/L rows, in display order.
+const ROWS: &[Spec] = &[
+    row("ringway spsc, per message", "ringway", true, true),
+    row("ringway spsc, batched", "ringway-batch", true, false),
+    row("ringway spsc, spin mode", "ringway-spin", false, true),
+    unpinned("ringway spsc, per message, unpinned", "ringway"),
+    row("ringway mpmc, 1 -> 1", "ringway-mpmc", true, false),
+    row("ringway Pipe, send_bytes", "ringway-pipe", true, true),
+    row(
+        "ringway Pipe, typed send ([u64; 8])",
+        "ringway-pipe-typed",
+        true,
+        false,
+    ),
+    row("crossbeam-channel [threads]", "threads-chan", true, false),
+    row("crossbeam ArrayQueue [threads]", "threads-aq", true, false),
+    row("pipe, per message", "pipe", true, true),
+    row("pipe, 64 KiB batches", "pipe-batch", true, false),
+    unpinned("pipe, per message, unpinned", "pipe"),
+    row("socketpair, per message", "socket", true, true),
+    row("socketpair, 64 KiB batches", "socket-batch", true, false),
+    row("floor: minimal spinning shm ring", "floor", true, true),
+    row("floor: one cache line ping-pong", "cacheline", false, true),
+    unpinned("floor: cache line ping-pong, unpinned", "cacheline"),
+];
 
 /// The M rows: label and transport.
 const M_ROWS: &[(&str, &str)] = &[
@@ -954,84 +779,554 @@ const M_ROWS: &[(&str, &str)] = &[
     ("crossbeam ArrayQueue [threads]", "threads"),
 ];
 
-fn print_many(rows: &[(&str, Result<f64, String>)]) {
-    let of = |t: &str| {
-        rows.iter()
-            .find(|r| r.0.starts_with(t))
-            .and_then(|r| r.1.as_ref().ok().copied())
-    };
-    let (aq, pipe) = (of("crossbeam"), of("pipe"));
-    println!();
-    println!("M: 3 producers -> 2 consumers, 64 B messages, unpinned, every message checked");
-    println!(
-        "| {:<34} | {:>11} | {:>13} | {:>8} |",
-        "transport", "rate", "vs ArrayQueue", "vs pipe"
-    );
-    println!("|{:-<36}|{:->13}|{:->15}|{:->10}|", "", "", "", "");
-    for (label, r) in rows {
-        let ratio = |b: Option<f64>| fmt_ratio(Some(r), b);
-        let rate = fmt_rate(Some(r));
-        println!(
-            "| {:<34} | {:>11} | {:>13} | {:>8} |",
-            label,
-            rate,
-            ratio(aq),
-            ratio(pipe)
-        );
+impl Options {
+    fn wanted(&self, w: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|x| x.eq_ignore_ascii_case(w)))
+    }
+    fn row_wanted(&self, transport: &str, label: &str) -> bool {
+        self.rows.as_ref().is_none_or(|w| {
+            w.iter().any(|x| {
+                let x = x.to_ascii_lowercase();
+                transport.contains(x.as_str()) || label.to_ascii_lowercase().contains(x.as_str())
+            })
+        })
+    }
+    fn sizes(&self) -> Sizes {
+        let mut s = if self.full {
+            Sizes {
+                t_msgs: 10_000_000,
+                l_warm: 20_000,
+                l_msgs: 200_000,
+            }
+        } else {
+            Sizes {
+                t_msgs: 2_000_000,
+                l_warm: 2_000,
+                l_msgs: 20_000,
+            }
+        };
+        if let Some(n) = self.messages {
+            s.t_msgs = n.max(1);
+        }
+        if let Some(n) = self.round_trips {
+            s.l_msgs = n.max(1);
+            s.l_warm = (n / 10).max(1);
+        }
+        s
     }
 }
 
-fn print_table(rows: &[Row]) {
-    let floor_row = rows.iter().find(|r| r.label.starts_with("floor: minimal"));
-    let f64_of = |r: Option<&Option<Result<f64, String>>>| match r {
-        Some(Some(Ok(v))) => Some(*v),
-        _ => None,
+/// Records one figure: table, row, column, value.
+type Put<'a> = dyn FnMut(&'static str, &str, &'static str, Result<f64, String>) + 'a;
+
+/// One pass over every chosen workload; `progress` is told each step.
+fn measure_once(opts: &Options, py: bool, progress: &mut dyn FnMut(&str, &str)) -> Vec<Cell> {
+    let sizes = opts.sizes();
+    let pin = opts.pin;
+    let mut cells = Vec::new();
+    let mut put =
+        |table: &'static str, label: &str, col: &'static str, val: Result<f64, String>| {
+            cells.push(Cell {
+                table,
+                label: label.to_owned(),
+                col,
+                val,
+            })
+        };
+    let lat_cells = |put: &mut Put<'_>, label: &str, r: Result<[u64; 4], String>| {
+        for (i, col) in ["p50", "p99", "p99.9", "max"].into_iter().enumerate() {
+            put(
+                "T",
+                label,
+                col,
+                r.as_ref().map(|v| v[i] as f64).map_err(Clone::clone),
+            );
+        }
     };
-    let floor64 = f64_of(floor_row.map(|r| &r.t64));
-    let floor8 = f64_of(floor_row.map(|r| &r.t8));
-    let line_p50 = rows
+    for s in ROWS
         .iter()
-        .find(|r| r.label.contains("cache line"))
-        .and_then(|r| match &r.lat {
-            Some(Ok(l)) => Some(l[0]),
-            _ => None,
-        });
-    println!(
-        "| {:<34} | {:>11} | {:>8} | {:>11} | {:>8} | {:>26} | {:>9} |",
-        "transport",
-        "T64",
-        "vs floor",
-        "T8",
-        "vs floor",
-        "L p50 / p99 / p99.9 / max ns",
-        "p50 vs line"
+        .filter(|s| opts.row_wanted(s.transport, s.label))
+    {
+        if s.t && opts.wanted("T64") {
+            progress("T64", s.label);
+            put(
+                "T",
+                s.label,
+                "T64",
+                throughput(s.transport, 64, sizes.t_msgs, pin),
+            );
+        }
+        if s.t && opts.wanted("T8") {
+            progress("T8", s.label);
+            put(
+                "T",
+                s.label,
+                "T8",
+                throughput(s.transport, 8, sizes.t_msgs, pin),
+            );
+        }
+        if s.l && opts.wanted("L") {
+            progress("L", s.label);
+            let r = latency(s.transport, sizes, pin && !s.unpinned);
+            lat_cells(&mut put, s.label, r);
+        }
+    }
+    if py {
+        // Python is ~100x slower: a tenth of the messages (full: 1M).
+        let n = (sizes.t_msgs / 10).clamp(1, 1_000_000);
+        if opts.wanted("T64") {
+            progress("T64", "Python mp.Queue");
+            put("T", "Python mp.Queue", "T64", python_rate("queue", n));
+            progress("T64", "Python Pipe.send_bytes");
+            put("T", "Python Pipe.send_bytes", "T64", python_rate("pipe", n));
+        }
+        if opts.wanted("L") {
+            progress("L", "Python Pipe.send_bytes");
+            let r = python_latency(sizes.l_warm, (sizes.l_msgs / 2).max(1));
+            lat_cells(&mut put, "Python Pipe.send_bytes", r);
+        }
+    }
+    if opts.wanted("M") {
+        for (label, transport) in M_ROWS {
+            if opts.row_wanted(transport, label) {
+                progress("M", label);
+                put(
+                    "M",
+                    label,
+                    "rate",
+                    many(transport, (sizes.t_msgs / 3).max(1)),
+                );
+            }
+        }
+    }
+    if opts.wanted("C") {
+        let k = sizes.t_msgs * 2;
+        for (label, t) in C_ROWS {
+            if opts.row_wanted(t, label) {
+                progress("C", label);
+                // The locked rows do a tenth of the work.
+                let locked = t.ends_with("locked") || t.ends_with("mutex");
+                put(
+                    "C",
+                    label,
+                    "rate",
+                    counting(t, if locked { k / 10 } else { k }.max(1)),
+                );
+            }
+        }
+        if py {
+            progress("C", "Python Manager().dict() + Lock");
+            let r = python("counter", &[C_PROCS, 500]).and_then(|v| {
+                v.strip_prefix("RATE ")
+                    .and_then(|x| x.parse().ok())
+                    .ok_or_else(|| format!("unexpected {v:?}"))
+            });
+            put("C", "Python Manager().dict() + Lock", "rate", r);
+        }
+    }
+    if opts.wanted("L") && opts.rows.is_none() {
+        progress("idle", "receiver blocked on an empty ring");
+        put("idle", "receiver blocked 2 s (adaptive)", "pct", idle_cpu());
+    }
+    cells
+}
+
+/// Run the benchmark `opts.repeat` times and print the merged tables.
+pub(crate) fn run(opts: &Options) -> Result<(), String> {
+    set_config(opts);
+    let py_wanted = opts.row_wanted("python", "python");
+    let py = py_wanted && have_python();
+    let steps_per_run = {
+        let mut n = 0;
+        measure_plan(opts, py, &mut |_, _| n += 1);
+        n
+    };
+    let bar = indicatif::ProgressBar::new((steps_per_run * opts.repeat) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("[{elapsed:>4}] {bar:30} {pos:>3}/{len} {msg}")
+            .map_err(|e| e.to_string())?,
     );
-    println!(
-        "|{:-<36}|{:->13}|{:->10}|{:->13}|{:->10}|{:->28}|{:->11}|",
-        "", "", "", "", "", "", ""
-    );
-    for r in rows {
-        let lat = match &r.lat {
-            None => "-".to_string(),
-            Some(Ok(l)) => format!("{} / {} / {} / {}", l[0], l[1], l[2], l[3]),
-            Some(Err(e)) => format!("FAILED ({e})"),
+    if opts.quiet {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let started = std::time::Instant::now();
+    let mut runs = Vec::new();
+    for r in 0..opts.repeat {
+        let mut progress = |what: &str, label: &str| {
+            bar.inc(1);
+            let run = if opts.repeat > 1 {
+                format!("run {}/{} ", r + 1, opts.repeat)
+            } else {
+                String::new()
+            };
+            bar.set_message(format!("{run}{what:<4} {label}"));
         };
-        let lr = match (&r.lat, line_p50) {
-            (Some(Ok(l)), Some(b)) if b > 0 => format!("{:.2}x", l[0] as f64 / b as f64),
-            _ => "-".into(),
-        };
+        runs.push(measure_once(opts, py, &mut progress));
+    }
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    let sheet = report::merge(&runs);
+    let meta = Meta::new(opts, secs);
+    if opts.json {
+        let v = report::json(&sheet, meta.json(opts));
         println!(
-            "| {:<34} | {:>11} | {:>8} | {:>11} | {:>8} | {:>26} | {:>9} |",
-            r.label,
-            fmt_rate(r.t64.as_ref()),
-            fmt_ratio(r.t64.as_ref(), floor64),
-            fmt_rate(r.t8.as_ref()),
-            fmt_ratio(r.t8.as_ref(), floor8),
-            lat,
-            lr
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+        );
+    } else {
+        print_all(&sheet, opts, &meta, py_wanted && !py);
+    }
+    if let Some(dir) = &opts.plot {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join("ringway-bench.svg");
+        let title = format!("ringway bench, {}, {}", meta.date, meta.machine);
+        std::fs::write(&path, report::svg(&sheet, &title))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("chart written to {}", path.display());
+    }
+    // A figure that failed is a failed run (integrity or a peer's error).
+    let failed: Vec<String> = sheet
+        .0
+        .iter()
+        .filter_map(|m| {
+            m.val
+                .as_ref()
+                .err()
+                .map(|e| format!("{} / {}: {e}", m.label, m.col))
+        })
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} figure(s) failed:\n  {}",
+            failed.len(),
+            failed.join("\n  ")
+        ))
+    }
+}
+
+/// The steps [`measure_once`] will take, without running them (for the
+/// progress bar's length).
+fn measure_plan(opts: &Options, py: bool, step: &mut dyn FnMut(&str, &str)) {
+    for s in ROWS
+        .iter()
+        .filter(|s| opts.row_wanted(s.transport, s.label))
+    {
+        for w in ["T64", "T8"] {
+            if s.t && opts.wanted(w) {
+                step(w, s.label);
+            }
+        }
+        if s.l && opts.wanted("L") {
+            step("L", s.label);
+        }
+    }
+    if py {
+        for _ in 0..(2 * opts.wanted("T64") as usize
+            + opts.wanted("L") as usize
+            + opts.wanted("C") as usize)
+        {
+            step("py", "");
+        }
+    }
+    if opts.wanted("M") {
+        for (label, t) in M_ROWS.iter().filter(|(l, t)| opts.row_wanted(t, l)) {
+            step(t, label);
+        }
+    }
+    if opts.wanted("C") {
+        for (label, t) in C_ROWS.iter().filter(|(l, t)| opts.row_wanted(t, l)) {
+            step(t, label);
+        }
+    }
+    if opts.wanted("L") && opts.rows.is_none() {
+        step("idle", "");
+    }
+}
+
+/// When, where and how the figures were taken.
+struct Meta {
+    date: String,
+    machine: String,
+    command: String,
+    secs: f64,
+    sizes: Sizes,
+}
+
+impl Meta {
+    fn new(opts: &Options, secs: f64) -> Meta {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|m| m.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let mem_gib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .next()?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map_or(0, |kb| (kb + (1 << 19)) >> 20);
+        Meta {
+            date: today(),
+            machine: format!("{cpus} CPUs ({cpu}), {mem_gib} GiB, Linux {kernel}"),
+            command: std::iter::once("ringway".to_owned())
+                .chain(std::env::args().skip(1))
+                .collect::<Vec<_>>()
+                .join(" "),
+            secs,
+            sizes: opts.sizes(),
+        }
+    }
+
+    fn json(&self, opts: &Options) -> serde_json::Value {
+        serde_json::json!({
+            "date": self.date,
+            "machine": self.machine,
+            "command": self.command,
+            "seconds": self.secs,
+            "repeat": opts.repeat,
+            "pinned": opts.pin,
+            "mode": if opts.spin { "spin" } else { "adaptive" },
+            "slots": slots(),
+            "messages_per_t_row": self.sizes.t_msgs,
+            "round_trips_per_l_row": self.sizes.l_msgs,
+        })
+    }
+}
+
+/// Today's date (UTC), `YYYY-MM-DD`.
+fn today() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn print_all(sheet: &Sheet, opts: &Options, meta: &Meta, python_missing: bool) {
+    let md = opts.markdown;
+    let title = |t: &str| {
+        if md {
+            println!("\n**{t}**\n");
+        } else {
+            println!("\n{t}");
+        }
+    };
+    let note = |t: &str| println!("{}{t}", if md { "\n" } else { "" });
+    if md {
+        println!(
+            "Measured {} with `{}` on {}; {} run(s), {:.0} s.",
+            meta.date, meta.command, meta.machine, opts.repeat, meta.secs
+        );
+    } else {
+        println!(
+            "ringway bench, {}: {} run(s) in {:.0} s on {}",
+            meta.date, opts.repeat, meta.secs, meta.machine
         );
     }
-    println!();
-    println!("T: messages/s from the producer's first send to the consumer's last receive, every message checked.");
-    println!("L: round trip of one 64 B message between two processes. Ratios are against rows of this same run.");
+    println!(
+        "T: {} messages per row, {} slots, producer/consumer {}pinned, {} mode; L: {} round trips after {} warm-up.{}",
+        meta.sizes.t_msgs,
+        slots(),
+        if opts.pin { "" } else { "not " },
+        if opts.spin { "spin" } else { "adaptive" },
+        meta.sizes.l_msgs,
+        meta.sizes.l_warm,
+        if opts.repeat > 1 { " Figures are medians; ±: half the range over the runs." } else { "" }
+    );
+    if python_missing {
+        note("python3 with multiprocessing not found: the Python rows are skipped.");
+    }
+    let labels = sheet.labels("T");
+    if !labels.is_empty() {
+        let base_part = opts.baseline.as_deref().unwrap_or("floor: minimal");
+        let base_label = labels.iter().find(|l| l.contains(base_part)).copied();
+        let base64 = sheet.find("T", base_part, "T64");
+        let base8 = sheet.find("T", base_part, "T8");
+        let line_p50 = sheet.find("T", "cache line ping-pong", "p50");
+        let mut rows = Vec::new();
+        for l in &labels {
+            let g = |c| sheet.get("T", l, c);
+            let lat = match (g("p50"), g("p99"), g("p99.9"), g("max")) {
+                (Some(Ok(a)), Some(Ok(b)), Some(Ok(c)), Some(Ok(d))) => {
+                    format!(
+                        "{:.0} / {:.0} / {:.0} / {:.0}{}",
+                        a.med,
+                        b.med,
+                        c.med,
+                        d.med,
+                        report::spread(a)
+                    )
+                }
+                (Some(Err(e)), ..) => format!("FAILED ({e})"),
+                _ => "-".into(),
+            };
+            rows.push(vec![
+                l.to_string(),
+                report::rate(g("T64")),
+                report::ratio(g("T64"), base64),
+                report::rate(g("T8")),
+                report::ratio(g("T8"), base8),
+                lat,
+                report::inverse_ratio(g("p50"), line_p50),
+            ]);
+        }
+        title(&format!(
+            "T and L: one producer -> one consumer process; ratios against \"{}\" and the cache line",
+            base_label.unwrap_or(base_part)
+        ));
+        print!(
+            "{}",
+            report::table(
+                &[
+                    "transport",
+                    "T64",
+                    "vs base",
+                    "T8",
+                    "vs base",
+                    "L p50 / p99 / p99.9 / max ns",
+                    "p50 vs line"
+                ],
+                &rows
+            )
+        );
+        note("T: messages/s from the producer's first send to the consumer's last receive, every message checked. L: round trip of one 64 B message.");
+    }
+    let m = sheet.labels("M");
+    if !m.is_empty() {
+        let (aq, pipe) = (
+            sheet.find("M", "ArrayQueue", "rate"),
+            sheet.find("M", "pipe", "rate"),
+        );
+        let rows: Vec<Vec<String>> = m
+            .iter()
+            .map(|l| {
+                let g = sheet.get("M", l, "rate");
+                vec![
+                    l.to_string(),
+                    report::rate(g),
+                    report::ratio(g, aq),
+                    report::ratio(g, pipe),
+                ]
+            })
+            .collect();
+        title("M: 3 producers -> 2 consumers, 64 B messages, unpinned, every message checked");
+        print!(
+            "{}",
+            report::table(&["transport", "rate", "vs ArrayQueue", "vs pipe"], &rows)
+        );
+    }
+    let c = sheet.labels("C");
+    if !c.is_empty() {
+        let fadd = sheet.find("C", "bare fetch_add", "rate");
+        let fmutex = sheet.find("C", "bare robust", "rate");
+        let py = sheet.find("C", "Python", "rate");
+        let rows: Vec<Vec<String>> = c
+            .iter()
+            .map(|l| {
+                let g = sheet.get("C", l, "rate");
+                vec![
+                    l.to_string(),
+                    report::rate(g),
+                    report::ratio(g, fadd),
+                    report::ratio(g, fmutex),
+                    report::ratio(g, py),
+                ]
+            })
+            .collect();
+        title(&format!(
+            "C: {C_PROCS} processes decrement one counter, unpinned; the count is checked to end at 0"
+        ));
+        print!(
+            "{}",
+            report::table(
+                &["counter", "rate", "vs add", "vs mutex", "vs Python"],
+                &rows
+            )
+        );
+    }
+    print_vs_python(sheet, md);
+    if let Some(r) = sheet.0.iter().find(|m| m.table == "idle") {
+        match &r.val {
+            Ok(s) => note(&format!(
+                "Idle: a receiver blocked 2 s on an empty ring (adaptive mode) used {:.3} % of a core.",
+                s.med
+            )),
+            Err(e) => note(&format!("Idle: measurement FAILED ({e})")),
+        }
+    }
+}
+
+/// Ratios against Python's `multiprocessing`, measured in this same run.
+fn print_vs_python(sheet: &Sheet, md: bool) {
+    let (Some(q), Some(p)) = (
+        sheet.find("T", "Python mp.Queue", "T64"),
+        sheet.find("T", "Python Pipe.send_bytes", "T64"),
+    ) else {
+        return;
+    };
+    let lines = [
+        (
+            "ringway spsc per message vs mp.Queue",
+            sheet.find("T", "ringway spsc, per message", "T64"),
+            q,
+        ),
+        (
+            "ringway Pipe.send_bytes vs Pipe.send_bytes",
+            sheet.find("T", "ringway Pipe, send_bytes", "T64"),
+            p,
+        ),
+        (
+            "ringway Pipe typed send vs Pipe.send_bytes",
+            sheet.find("T", "ringway Pipe, typed", "T64"),
+            p,
+        ),
+        (
+            "ringway mpmc 3->2 per message vs mp.Queue 1->1",
+            sheet.find("M", "ringway mpmc [procs]", "rate"),
+            q,
+        ),
+        (
+            "ringway mpmc 3->2 batched vs mp.Queue 1->1",
+            sheet.find("M", "ringway mpmc, batches", "rate"),
+            q,
+        ),
+    ];
+    let rows: Vec<Vec<String>> = lines
+        .iter()
+        .filter_map(|(what, v, base)| {
+            v.map(|v| vec![what.to_string(), format!("{:.1}x", v / base)])
+        })
+        .collect();
+    if md {
+        println!("\n**Against Python multiprocessing (64 B messages, same run)**\n");
+    } else {
+        println!("\nAgainst Python multiprocessing (64 B messages, same run)");
+    }
+    print!("{}", report::table(&["ringway", "ratio"], &rows));
 }

@@ -65,6 +65,13 @@ impl Args {
     fn num(&self, k: &str) -> u64 {
         self.get(k).parse().expect("number")
     }
+    /// The wait strategy the parent chose (`mode=spin`), adaptive if none.
+    fn strategy(&self) -> WaitStrategy {
+        match self.0.get("mode").map(String::as_str) {
+            Some("spin") => WaitStrategy::Spin,
+            _ => WaitStrategy::default(),
+        }
+    }
     fn num_or(&self, k: &str, default: u64) -> u64 {
         self.0
             .get(k)
@@ -160,6 +167,7 @@ fn produce(a: &Args) -> Result<u64, String> {
     match a.get("transport") {
         "ringway" | "ringway-batch" => {
             let mut tx = retry_open(|| Producer::open(a.get("name")));
+            tx.set_wait_strategy(a.strategy());
             wait_go();
             let t0 = now_ns();
             if a.get("transport") == "ringway" {
@@ -342,6 +350,7 @@ fn consume_inner(a: &Args) -> Result<Done, String> {
         "ringway" | "ringway-batch" => {
             let mut rx = Consumer::create(a.get("name"), a.num("cap") as usize)
                 .map_err(|e| e.to_string())?;
+            rx.set_wait_strategy(a.strategy());
             wait_go();
             let mut seq = 0;
             if a.get("transport") == "ringway" {
@@ -484,23 +493,35 @@ fn consume_inner(a: &Args) -> Result<Done, String> {
 /// in-process yardstick for the many-producer workloads. `tx` producer
 /// threads send `n` messages each, `rx` consumer threads share them.
 fn threads(a: &Args) -> Result<String, String> {
-    use crossbeam_queue::ArrayQueue;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
     type Counter = AtomicU64;
+    type Msg = [u8; 64];
     let (n, size) = (a.num("n"), a.num("size") as usize);
     let (txs, rxs) = (a.num("tx"), a.num("rx"));
-    let q: Arc<ArrayQueue<[u8; 64]>> = Arc::new(ArrayQueue::new(a.num("slots") as usize));
+    let slots = a.num("slots") as usize;
+    // The queue under test: crossbeam's ArrayQueue (non-blocking, the
+    // threads yield when it is full or empty) or a bounded crossbeam
+    // channel (blocking, the threads sleep).
+    let chan = a.0.get("kind").is_some_and(|k| k == "chan");
+    let q = Arc::new(crossbeam_queue::ArrayQueue::<Msg>::new(slots));
+    let (ctx, crx) = crossbeam_channel::bounded::<Msg>(slots);
     let left = Arc::new(Counter::new(txs * n));
     wait_go();
     let t0 = now_ns();
     let producers: Vec<_> = (0..txs)
         .map(|p| {
-            let q = q.clone();
+            let (q, ctx) = (q.clone(), ctx.clone());
             std::thread::spawn(move || {
                 let mut m = [0u8; 64];
                 for seq in 0..n {
                     fill(&mut m[..size], p << 40 | seq);
+                    if chan {
+                        if ctx.send(m).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     let mut item = m;
                     while let Err(back) = q.push(item) {
                         item = back;
@@ -510,11 +531,19 @@ fn threads(a: &Args) -> Result<String, String> {
             })
         })
         .collect();
+    drop(ctx);
     let consumers: Vec<_> = (0..rxs)
         .map(|_| {
-            let (q, left) = (q.clone(), left.clone());
+            let (q, crx, left) = (q.clone(), crx.clone(), left.clone());
             std::thread::spawn(move || -> Result<Tally, String> {
                 let mut t = Tally::default();
+                if chan {
+                    // Ends when every producer has dropped its sender.
+                    for m in crx.iter() {
+                        t.add(&m[..size], size)?;
+                    }
+                    return Ok(t);
+                }
                 while left.load(Ordering::Relaxed) > 0 {
                     match q.pop() {
                         Some(m) => {

@@ -1,56 +1,216 @@
-//! The ringway command-line tool: `ringway bench` (the side-by-side
-//! benchmark), and the hidden `__bench-child` role it spawns.
+//! The ringway command-line tool: the side-by-side benchmark, the tutorial
+//! demos, and the operator's commands over `/dev/shm` (ls, inspect, rm,
+//! gc). The hidden `__bench-child` role is what `bench` spawns.
 
+mod admin;
 mod bench;
 mod child;
 mod floor;
+mod report;
 
-const USAGE: &str = "\
-usage: ringway bench [--full] [--no-pin] [--only T64,T8,L] [--rows ringway,pipe,...]
+#[path = "../../../examples/buns.rs"]
+mod buns;
+#[path = "../../../examples/counter.rs"]
+mod counter;
+#[path = "../../../examples/pipe.rs"]
+mod pipe_demo;
 
-  bench   ringway side by side with pipes, socketpairs and a bare spinning
-          shared-memory ring, in real processes, with every message checked.
-          Quick by default (well under two minutes); --full runs BENCH.md's
-          sizes (10M messages, 200k round trips).
-";
+use clap::{Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("__bench-child") => child::main(&args[1..]),
-        Some("bench") => {
-            let mut opts = bench::Options {
-                pin: true,
-                ..Default::default()
-            };
-            let mut it = args[1..].iter();
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--full" => opts.full = true,
-                    "--no-pin" => opts.pin = false,
-                    "--only" => {
-                        let Some(v) = it.next() else { usage_exit() };
-                        opts.only = Some(v.split(',').map(str::to_owned).collect());
-                    }
-                    "--rows" => {
-                        let Some(v) = it.next() else { usage_exit() };
-                        opts.rows = Some(v.split(',').map(str::to_owned).collect());
-                    }
-                    "-h" | "--help" => {
-                        print!("{USAGE}");
-                        return;
-                    }
-                    _ => usage_exit(),
-                }
-            }
-            bench::run(&opts);
-        }
-        Some("-h" | "--help") | None => print!("{USAGE}"),
-        Some(_) => usage_exit(),
-    }
+/// Exit codes scripts can rely on.
+pub(crate) mod exit {
+    /// Something failed (an I/O error, a failed benchmark figure).
+    pub(crate) const FAILED: u8 = 1;
+    // 2: bad arguments (clap's own code).
+    /// The named segment does not exist.
+    pub(crate) const NOT_FOUND: u8 = 3;
+    /// Refused: a live process holds the segment (`rm` without `--force`).
+    pub(crate) const IN_USE: u8 = 4;
+    /// The file is not a ringway segment.
+    pub(crate) const NOT_RINGWAY: u8 = 5;
 }
 
-fn usage_exit() -> ! {
-    eprint!("{USAGE}");
-    std::process::exit(2)
+const AFTER_HELP: &str = "\
+Exit codes: 0 success, 1 failure, 2 bad arguments, 3 no such segment,
+4 segment in use by a live process, 5 not a ringway segment.";
+
+/// Lock-free shared-memory rings between processes: benchmark, demos, and
+/// the segments in /dev/shm.
+#[derive(Parser, Debug)]
+#[command(name = "ringway", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// ringway side by side with the transports users would pick instead
+    /// (pipes, socketpairs, crossbeam in threads, Python multiprocessing, a
+    /// bare spinning ring), in real processes, every message checked.
+    ///
+    /// Quick by default (about 30 s on 2 cores); --full runs BENCH.md's
+    /// sizes (10M messages, 200k round trips).
+    Bench(BenchArgs),
+    /// Run one of the tutorial's programs: buns (3 chefs, 2 foodies, one
+    /// mpmc queue), pipe (simplex and duplex Pipe), counter (100 processes
+    /// decrement a shared counter).
+    Demo {
+        /// Which program.
+        which: Demo,
+        /// (internal: the demo's own worker processes)
+        #[arg(hide = true, trailing_var_arg = true)]
+        rest: Vec<String>,
+    },
+    /// List the ringway segments in /dev/shm: kind, size, fill, peers.
+    Ls {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything about one segment: header, positions, waiters, peers,
+    /// recovery counters, footprint.
+    Inspect {
+        /// The segment's name (as given to `create`, without `/`).
+        name: String,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove segments by name. Refused while a live process holds one
+    /// (exit 4) unless --force; processes that have it mapped keep it.
+    Rm {
+        /// The segments' names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Remove even if a live process holds it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Find the segments no live process holds (their processes died) and
+    /// doorbells whose segment is gone. Lists them; --yes removes them.
+    Gc {
+        /// Remove what was found (default: only list it).
+        #[arg(long, short)]
+        yes: bool,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// BENCH.md's sizes: 10M messages per T row, 200k round trips per L row.
+    #[arg(long)]
+    full: bool,
+    /// Run everything N times; report medians and spread.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeat: u32,
+    /// Only these workloads (comma-separated): T64, T8, L, M, C.
+    #[arg(long, value_delimiter = ',', value_parser = ["T64", "T8", "L", "M", "C"], ignore_case = true)]
+    only: Option<Vec<String>>,
+    /// Only rows whose transport or label contains one of these
+    /// (comma-separated), e.g. ringway,pipe,python.
+    #[arg(long, value_delimiter = ',')]
+    rows: Option<Vec<String>>,
+    /// Messages per T row (overrides --full's and the quick default).
+    #[arg(long, value_name = "N")]
+    messages: Option<u64>,
+    /// Round trips per L row.
+    #[arg(long, value_name = "N")]
+    round_trips: Option<u64>,
+    /// Messages each ring holds.
+    #[arg(long, value_name = "N", default_value_t = bench::DEFAULT_SLOTS)]
+    slots: usize,
+    /// Do not pin producer/consumer to CPUs 0 and 1.
+    #[arg(long)]
+    no_pin: bool,
+    /// How ringway's T rows wait: adaptive (spin, yield, then sleep on a
+    /// futex) or spin (never sleep).
+    #[arg(long, value_enum, default_value_t = Mode::Adaptive)]
+    mode: Mode,
+    /// The T row the "vs base" columns divide by (a substring of its label).
+    #[arg(long, value_name = "ROW")]
+    baseline: Option<String>,
+    /// Print JSON (every figure with median, min, max) instead of tables.
+    #[arg(long, conflicts_with = "markdown")]
+    json: bool,
+    /// Print Markdown (tables and a line saying when, how and where).
+    #[arg(long)]
+    markdown: bool,
+    /// Also write an SVG chart (throughput bars, latency percentiles) to DIR.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<std::path::PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Adaptive,
+    Spin,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Demo {
+    Buns,
+    Pipe,
+    Counter,
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("__bench-child") {
+        child::main(&argv[2..]);
+        return ExitCode::SUCCESS;
+    }
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Bench(b) => {
+            let opts = bench::Options {
+                full: b.full,
+                pin: !b.no_pin,
+                only: b.only,
+                rows: b.rows,
+                repeat: b.repeat as usize,
+                json: b.json,
+                markdown: b.markdown,
+                plot: b.plot,
+                messages: b.messages,
+                round_trips: b.round_trips,
+                slots: b.slots,
+                spin: b.mode == Mode::Spin,
+                baseline: b.baseline,
+                quiet: b.quiet,
+            };
+            match bench::run(&opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ringway bench: {e}");
+                    ExitCode::from(exit::FAILED)
+                }
+            }
+        }
+        Cmd::Demo { which, rest } => {
+            let res = match which {
+                Demo::Buns => buns::run(&["demo", "buns"], &rest),
+                Demo::Pipe => pipe_demo::run(&["demo", "pipe"], &rest),
+                Demo::Counter => counter::run(&["demo", "counter"], &rest),
+            };
+            match res {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ringway demo: {e}");
+                    ExitCode::from(exit::FAILED)
+                }
+            }
+        }
+        Cmd::Ls { json } => admin::ls(json),
+        Cmd::Inspect { name, json } => admin::inspect(&name, json),
+        Cmd::Rm { names, force } => admin::rm(&names, force),
+        Cmd::Gc { yes, json } => admin::gc(yes, json),
+    }
 }
