@@ -33,6 +33,12 @@ fn slots() -> usize {
     CONFIG.get().map_or(DEFAULT_SLOTS, |c| c.0)
 }
 
+/// Messages the peers' channels hold (the same as ringway's rings).
+#[cfg_attr(not(feature = "peers"), allow(dead_code))]
+pub(crate) fn slots_for_peers() -> usize {
+    slots()
+}
+
 /// Whether ringway's rows spin instead of sleeping (`--mode spin`).
 fn spin() -> bool {
     CONFIG.get().is_some_and(|c| c.1)
@@ -219,6 +225,7 @@ fn throughput(transport: &'static str, size: usize, n: u64, pin: bool) -> Result
     }
     match transport {
         "threads-chan" | "threads-aq" => return threads_rate(transport, size, n),
+        "ipc-channel" | "ipmpsc" | "iceoryx2" => return peer_rate(transport, ta, tb, n),
         "ringway" | "ringway-batch" | "ringway-pipe" | "ringway-pipe-typed" => {
             let name = unique("t");
             for v in [&mut ta, &mut tb] {
@@ -272,6 +279,50 @@ fn throughput(transport: &'static str, size: usize, n: u64, pin: bool) -> Result
     }
     let secs = (t1.saturating_sub(t0)) as f64 / 1e9;
     Ok(n as f64 / secs)
+}
+
+/// A peer of the `peers` feature: the consumer is spawned and READY first
+/// (it creates the channel and says how to reach it), then the producer.
+fn peer_rate(
+    transport: &str,
+    mut ta: Vec<String>,
+    mut tb: Vec<String>,
+    n: u64,
+) -> Result<f64, String> {
+    let deadline = Instant::now() + RUN_LIMIT;
+    let name = unique(transport);
+    match transport {
+        "ipmpsc" => {
+            let path = format!("/dev/shm/{name}");
+            ta.push(kv("path", &path));
+            tb.push(kv("path", &path));
+        }
+        "iceoryx2" => {
+            ta.push(kv("service", format!("ringway/bench/{name}")));
+            tb.push(kv("service", format!("ringway/bench/{name}")));
+        }
+        _ => {}
+    }
+    let mut rx = spawn(&tb);
+    let ready = rx.line(deadline)?;
+    let Some(extra) = ready.strip_prefix("READY") else {
+        return Err(format!("expected READY, got {ready:?}"));
+    };
+    if transport == "ipc-channel" {
+        ta.push(kv("server", extra.trim()));
+    }
+    let mut tx = spawn(&ta);
+    let ready = tx.line(deadline)?;
+    if ready != "READY" {
+        return Err(format!("expected READY, got {ready:?}"));
+    }
+    for k in [&mut rx, &mut tx] {
+        writeln!(k.stdin, "GO").map_err(|e| e.to_string())?;
+    }
+    let t0 = value(&tx.line(deadline)?, "T0")?;
+    let t1 = value(&rx.line(deadline)?, "T1")?;
+    let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+    Ok(n as f64 / ((t1.saturating_sub(t0)) as f64 / 1e9))
 }
 
 /// One producer thread -> one consumer thread in one process, through
@@ -771,6 +822,38 @@ const ROWS: &[Spec] = &[
     unpinned("floor: cache line ping-pong, unpinned", "cacheline"),
 ];
 
+/// The rows of the `peers` feature (heavy dependencies, off by default).
+const PEER_ROWS: &[Spec] = &[
+    row(
+        "ipc-channel 0.23 (typed Vec<u8>)",
+        "ipc-channel",
+        true,
+        false,
+    ),
+    row("ipmpsc 0.5 (shm ring, Vec<u8>)", "ipmpsc", true, false),
+    row(
+        "iceoryx2 0.10 (pub-sub, busy-poll)",
+        "iceoryx2",
+        true,
+        false,
+    ),
+];
+
+/// Every T/L row this build has, in display order: the peers go before the
+/// kernel's transports.
+fn all_rows() -> impl Iterator<Item = &'static Spec> {
+    let split = ROWS
+        .iter()
+        .position(|r| r.transport == "pipe")
+        .unwrap_or(ROWS.len());
+    let peers: &'static [Spec] = if cfg!(feature = "peers") {
+        PEER_ROWS
+    } else {
+        &[]
+    };
+    ROWS[..split].iter().chain(peers).chain(&ROWS[split..])
+}
+
 /// The M rows: label and transport.
 const M_ROWS: &[(&str, &str)] = &[
     ("ringway mpmc [procs]", "ringway-mpmc"),
@@ -845,10 +928,7 @@ fn measure_once(opts: &Options, py: bool, progress: &mut dyn FnMut(&str, &str)) 
             );
         }
     };
-    for s in ROWS
-        .iter()
-        .filter(|s| opts.row_wanted(s.transport, s.label))
-    {
+    for s in all_rows().filter(|s| opts.row_wanted(s.transport, s.label)) {
         if s.t && opts.wanted("T64") {
             progress("T64", s.label);
             put(
@@ -1011,10 +1091,7 @@ pub(crate) fn run(opts: &Options) -> Result<(), String> {
 /// The steps [`measure_once`] will take, without running them (for the
 /// progress bar's length).
 fn measure_plan(opts: &Options, py: bool, step: &mut dyn FnMut(&str, &str)) {
-    for s in ROWS
-        .iter()
-        .filter(|s| opts.row_wanted(s.transport, s.label))
-    {
+    for s in all_rows().filter(|s| opts.row_wanted(s.transport, s.label)) {
         for w in ["T64", "T8"] {
             if s.t && opts.wanted(w) {
                 step(w, s.label);

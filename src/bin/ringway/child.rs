@@ -42,6 +42,11 @@ pub(crate) fn fill(buf: &mut [u8], seq: u64) {
     }
 }
 
+/// Check message `seq` of `size` bytes (see [`fill`]).
+pub(crate) fn check_msg(buf: &[u8], seq: u64, size: usize) -> Result<(), String> {
+    check(buf, seq, size)
+}
+
 fn check(buf: &[u8], seq: u64, size: usize) -> Result<(), String> {
     let ok = buf.len() == size
         && buf[..8] == seq.to_le_bytes()
@@ -53,16 +58,16 @@ fn check(buf: &[u8], seq: u64, size: usize) -> Result<(), String> {
     }
 }
 
-struct Args(HashMap<String, String>);
+pub(crate) struct Args(HashMap<String, String>);
 
 impl Args {
-    fn get(&self, k: &str) -> &str {
+    pub(crate) fn get(&self, k: &str) -> &str {
         self.0
             .get(k)
             .map(String::as_str)
             .unwrap_or_else(|| panic!("bench child: missing {k}="))
     }
-    fn num(&self, k: &str) -> u64 {
+    pub(crate) fn num(&self, k: &str) -> u64 {
         self.get(k).parse().expect("number")
     }
     /// The wait strategy the parent chose (`mode=spin`), adaptive if none.
@@ -98,7 +103,17 @@ fn pin(cpu: i64) {
 }
 
 fn wait_go() {
-    println!("READY");
+    wait_go_with("");
+}
+
+/// Say READY (followed by `extra`, what the parent passes on to the next
+/// child), then wait for GO.
+pub(crate) fn wait_go_with(extra: &str) {
+    if extra.is_empty() {
+        println!("READY");
+    } else {
+        println!("READY {extra}");
+    }
     std::io::stdout().flush().unwrap();
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).unwrap();
@@ -125,6 +140,9 @@ fn map_fd(fd: &File, len: usize) -> memmap2::MmapRaw {
         .expect("mmap")
 }
 
+/// The transports of the `peers` feature (see `peers.rs`).
+pub(crate) const PEERS: &[&str] = &["ipc-channel", "ipmpsc", "iceoryx2"];
+
 /// Entry point of `ringway __bench-child`.
 pub(crate) fn main(argv: &[String]) {
     let args = Args(
@@ -141,7 +159,13 @@ pub(crate) fn main(argv: &[String]) {
         // otherwise use.
         unsafe { libc::close(fd) };
     }
+    let peer = PEERS.contains(&args.get("transport"));
     let result = match args.get("role") {
+        #[cfg(feature = "peers")]
+        "tx" if peer => crate::peers::produce(&args).map(|t0| format!("T0 {t0}")),
+        #[cfg(feature = "peers")]
+        "rx" if peer => crate::peers::consume(&args).map(|t1| format!("T1 {t1}")),
+        "tx" | "rx" if peer => Err("built without the `peers` feature".into()),
         "tx" => produce(&args).map(|t0| format!("T0 {t0}")),
         "rx" => consume(&args),
         "threads" => threads(&args),
@@ -157,6 +181,13 @@ pub(crate) fn main(argv: &[String]) {
     match result {
         Ok(line) => println!("{line}"),
         Err(e) => println!("ERR {e}"),
+    }
+    if peer {
+        // A peer's producer may own memory its consumer still reads
+        // (iceoryx2's samples live in the publisher's segment): stay
+        // until the parent, which has both results, closes stdin.
+        let _ = std::io::stdout().flush();
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
     }
 }
 

@@ -6,6 +6,8 @@ mod admin;
 mod bench;
 mod child;
 mod floor;
+#[cfg(feature = "peers")]
+mod peers;
 mod report;
 
 #[path = "../../../examples/buns.rs"]
