@@ -478,7 +478,14 @@ pub struct Garbage {
 /// whose segment is gone. With `act`, each is removed (a segment that
 /// came back to life in between is left alone).
 pub fn collect(act: bool) -> Result<Vec<Garbage>> {
-    let segs = list()?;
+    collect_prefixed("", act)
+}
+
+/// [`collect`], for the segments whose names start with `prefix` only
+/// (doorbells: all orphans, whatever their segment was called).
+pub fn collect_prefixed(prefix: &str, act: bool) -> Result<Vec<Garbage>> {
+    let mut segs = list()?;
+    segs.retain(|s| s.name.starts_with(prefix));
     let mut out = Vec::new();
     for s in &segs {
         if let Some(reason) = s.garbage() {
@@ -489,6 +496,9 @@ pub fn collect(act: bool) -> Result<Vec<Garbage>> {
             });
         }
     }
+    // Bells first, then the segments: a bell whose segment appears in
+    // between is not mistaken for an orphan.
+    let bells = bells()?;
     let inos: Vec<u64> = std::fs::read_dir(SHM_DIR)
         .map(|d| {
             d.flatten()
@@ -497,7 +507,7 @@ pub fn collect(act: bool) -> Result<Vec<Garbage>> {
                 .collect()
         })
         .unwrap_or_default();
-    for (name, ino) in bells()? {
+    for (name, ino) in bells {
         if !inos.contains(&ino) {
             out.push(Garbage {
                 name,

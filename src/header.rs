@@ -218,12 +218,19 @@ pub(crate) fn kind_off(peer_slots: u32) -> usize {
 /// Write `h` (but its `state`) into `r`, then store `state = READY` with
 /// Release.
 pub(crate) fn publish(r: &Region, h: &Header) {
-    r.write(0, &h.to_bytes()[..offset_of!(Header, state)])
-        .expect("a region holds its header");
+    stamp(r, h);
     let state = r.u32_at(offset_of!(Header, state)).expect("in bounds");
     // ORDERING: Release — publishes the header and the zeroed body; pairs
     // with the Acquire load in `read_if_ready`.
     state.store(READY, Ordering::Release);
+}
+
+/// Write every header field but `state` (which stays INIT): done first
+/// thing after sizing, so a creator that dies before READY leaves a file
+/// that `inspect` and `gc` recognise as an unpublished ringway segment.
+pub(crate) fn stamp(r: &Region, h: &Header) {
+    r.write(0, &h.to_bytes()[..offset_of!(Header, state)])
+        .expect("a region holds its header");
 }
 
 /// A copy of the header, if `state == READY`.

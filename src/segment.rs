@@ -230,6 +230,7 @@ impl Segment {
             spec.peer_slots,
         );
         header.checksum = header.compute_checksum();
+        header::stamp(&region, &header);
         let lock = private_ofd(&file, &dname).map_err(cleanup)?;
         let mut seg = Segment {
             region,
@@ -241,6 +242,7 @@ impl Segment {
             unlink_on_drop: name.is_some(),
         };
         init(&seg)?;
+        crate::failpoint::failpoint!("segment.before_ready");
         header::publish(&seg.region, &seg.header);
         seg.header.state = header::READY;
         Ok(seg)

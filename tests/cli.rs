@@ -97,7 +97,7 @@ fn a_live_segment_is_listed_inspected_and_kept() {
     assert!(String::from_utf8_lossy(&text.stdout).contains("fill_bytes"));
 
     // gc keeps it, even with --yes; rm refuses it (exit 4) without --force.
-    let gc = json(&ringway(&["gc", "--yes", "--json"]));
+    let gc = json(&ringway(&["gc", "--yes", "--json", "--prefix", "rw-test-"]));
     assert!(!gc_names(&gc).contains(&name));
     let rm = ringway(&["rm", &name]);
     assert_eq!(code(&rm), 4, "{}", String::from_utf8_lossy(&rm.stderr));
@@ -147,7 +147,9 @@ fn gc_removes_a_segment_left_by_a_killed_process_and_keeps_a_live_one() {
     assert!(!dry.contains(&live));
     assert!(ringway::admin::inspect(&dead).is_ok());
     // --yes removes them, and only them.
-    let done = gc_names(&json(&ringway(&["gc", "--yes", "--json"])));
+    let done = gc_names(&json(&ringway(&[
+        "gc", "--yes", "--json", "--prefix", "rw-test-",
+    ])));
     assert!(done.contains(&dead) && done.contains(&dead_map), "{done:?}");
     for n in [&dead, &dead_map] {
         assert!(matches!(
@@ -156,7 +158,7 @@ fn gc_removes_a_segment_left_by_a_killed_process_and_keeps_a_live_one() {
         ));
     }
     assert!(ringway::admin::inspect(&live).is_ok());
-    let text = ringway(&["gc"]);
+    let text = ringway(&["gc", "--prefix", "rw-test-"]);
     assert!(!String::from_utf8_lossy(&text.stdout).contains(&live));
 }
 
@@ -202,7 +204,9 @@ fn a_creator_that_died_before_ready_is_collected_after_the_grace() {
     forge(&fresh, &unpublished_header(), Duration::ZERO);
     let i = json(&ringway(&["inspect", &old, "--json"]));
     assert_eq!(i["state"], "initializing");
-    let done = gc_names(&json(&ringway(&["gc", "--yes", "--json"])));
+    let done = gc_names(&json(&ringway(&[
+        "gc", "--yes", "--json", "--prefix", "rw-test-",
+    ])));
     assert!(done.contains(&old), "{done:?}");
     // Its creator may still be at work: within the grace period, kept.
     assert!(!done.contains(&fresh));
@@ -221,7 +225,10 @@ fn files_that_are_not_ringway_are_never_touched() {
     let i = ringway(&["inspect", &name]);
     assert_eq!(code(&i), 5, "{}", String::from_utf8_lossy(&i.stderr));
     assert!(listed(&json(&ringway(&["ls", "--json"])), &name).is_none());
-    assert!(!gc_names(&json(&ringway(&["gc", "--yes", "--json"]))).contains(&name));
+    assert!(!gc_names(&json(&ringway(&[
+        "gc", "--yes", "--json", "--prefix", "rw-test-"
+    ])))
+    .contains(&name));
     assert_eq!(code(&ringway(&["rm", "--force", &name])), 5);
     assert!(std::path::Path::new(&format!("/dev/shm/{name}")).exists());
 }

@@ -706,7 +706,7 @@ impl Receiver {
             .region()
             .read(off, &mut buf[..len])
             .expect("slot checked");
-        failpoint!("mpmc.consumer_after_claim");
+        failpoint!("mpmc.consumer_after_copy");
         self.finish(pos)?;
         Ok(len)
     }

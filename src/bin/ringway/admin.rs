@@ -285,8 +285,8 @@ pub(crate) fn rm(names: &[String], force: bool) -> ExitCode {
     code
 }
 
-pub(crate) fn gc(yes: bool, json: bool) -> ExitCode {
-    let found = match admin::collect(yes) {
+pub(crate) fn gc(yes: bool, prefix: &str, json: bool) -> ExitCode {
+    let found = match admin::collect_prefixed(prefix, yes) {
         Ok(f) => f,
         Err(e) => return fail("gc", &e),
     };

@@ -43,6 +43,7 @@ pub(crate) fn fill(buf: &mut [u8], seq: u64) {
 }
 
 /// Check message `seq` of `size` bytes (see [`fill`]).
+#[cfg_attr(not(feature = "peers"), allow(dead_code))]
 pub(crate) fn check_msg(buf: &[u8], seq: u64, size: usize) -> Result<(), String> {
     check(buf, seq, size)
 }

@@ -96,6 +96,9 @@ enum Cmd {
         /// Remove what was found (default: only list it).
         #[arg(long, short)]
         yes: bool,
+        /// Only segments whose names start with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
         /// JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -213,6 +216,6 @@ fn main() -> ExitCode {
         Cmd::Ls { json } => admin::ls(json),
         Cmd::Inspect { name, json } => admin::inspect(&name, json),
         Cmd::Rm { names, force } => admin::rm(&names, force),
-        Cmd::Gc { yes, json } => admin::gc(yes, json),
+        Cmd::Gc { yes, prefix, json } => admin::gc(yes, &prefix, json),
     }
 }
