@@ -299,3 +299,20 @@ fn a_small_bench_gives_json_with_checked_figures() {
         .any(|f| f["row"] == "floor: one cache line ping-pong" && f["column"] == "p50"));
     assert!(figs.iter().all(|f| f.get("error").is_none()), "{figs:?}");
 }
+
+#[test]
+fn a_short_soak_balances_its_books() {
+    let o = ringway(&["soak", "--secs", "3", "--kill-every-ms", "100", "--json"]);
+    let v = json(&o);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["duplicates"], 0);
+    let kills =
+        v["kills"]["producers"].as_u64().unwrap() + v["kills"]["consumers"].as_u64().unwrap();
+    assert!(kills >= 5, "{v}");
+    let lost = v["lost_reported"].as_u64().unwrap();
+    assert!(
+        v["missing"].as_u64().unwrap() <= lost && lost <= kills,
+        "{v}"
+    );
+    assert!(v["received"].as_u64().unwrap() > 0);
+}

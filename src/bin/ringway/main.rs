@@ -9,6 +9,7 @@ mod floor;
 #[cfg(feature = "peers")]
 mod peers;
 mod report;
+mod soak;
 
 #[path = "../../../examples/buns.rs"]
 mod buns;
@@ -64,6 +65,27 @@ enum Cmd {
         /// (internal: the demo's own worker processes)
         #[arg(hide = true, trailing_var_arg = true)]
         rest: Vec<String>,
+    },
+    /// Producers and consumers on one mpmc queue, SIGKILLed at random and
+    /// replaced, for a given time; then every message is accounted for:
+    /// duplicates must be 0, and the lost ones at most one per kill (the
+    /// one in flight). Exit 1 if the books do not balance.
+    Soak {
+        /// How long to run.
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+        /// Producer processes.
+        #[arg(long, default_value_t = 3)]
+        producers: usize,
+        /// Consumer processes.
+        #[arg(long, default_value_t = 2)]
+        consumers: usize,
+        /// Mean time between kills, in milliseconds.
+        #[arg(long, default_value_t = 200)]
+        kill_every_ms: u64,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// List the ringway segments in /dev/shm: kind, size, fill, peers.
     Ls {
@@ -168,9 +190,13 @@ enum Demo {
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("__bench-child") {
-        child::main(&argv[2..]);
-        return ExitCode::SUCCESS;
+    match argv.get(1).map(String::as_str) {
+        Some("__bench-child") => {
+            child::main(&argv[2..]);
+            return ExitCode::SUCCESS;
+        }
+        Some("__soak-child") => return soak::child(&argv[2..]),
+        _ => {}
     }
     let cli = Cli::parse();
     match cli.command {
@@ -213,6 +239,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Soak {
+            secs,
+            producers,
+            consumers,
+            kill_every_ms,
+            json,
+        } => soak::run(&soak::Options {
+            secs,
+            producers: producers.max(1),
+            consumers: consumers.max(1),
+            kill_every_ms,
+            json,
+        }),
         Cmd::Ls { json } => admin::ls(json),
         Cmd::Inspect { name, json } => admin::inspect(&name, json),
         Cmd::Rm { names, force } => admin::rm(&names, force),

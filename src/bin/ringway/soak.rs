@@ -1,0 +1,309 @@
+//! `ringway soak`: producers and consumers on one mpmc queue, processes
+//! SIGKILLed at random and replaced, for a given time; then the books are
+//! balanced. A message is `(producer id, seq)`; each consumer appends what
+//! it takes to its own file with one `write(2)` before it frees the slot,
+//! and each producer counts its completed sends in a shared counter map.
+//!
+//! What must hold at the end:
+//! - duplicates = 0: no message received twice;
+//! - missing <= lost <= kills: a message sent but never recorded was in a
+//!   killed consumer's hands (so the queue counted it lost), and each kill
+//!   loses at most the one message in flight in that process.
+
+use crate::exit;
+use ringway::counters::CounterMap;
+use ringway::mpmc::{Receiver, Sender};
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+/// What `ringway soak` was asked for.
+#[derive(Debug)]
+pub(crate) struct Options {
+    pub(crate) secs: u64,
+    pub(crate) producers: usize,
+    pub(crate) consumers: usize,
+    pub(crate) kill_every_ms: u64,
+    pub(crate) json: bool,
+}
+
+const SLOTS: usize = 64;
+const MSG: usize = 16;
+
+fn msg(id: u64, seq: u64) -> [u8; MSG] {
+    let v = id << 32 | seq;
+    let mut m = [0u8; MSG];
+    m[..8].copy_from_slice(&v.to_le_bytes());
+    m[8..].copy_from_slice(&(!v).to_le_bytes());
+    m
+}
+
+/// Entry of `ringway __soak-child ROLE NAME ARG`.
+pub(crate) fn child(argv: &[String]) -> ExitCode {
+    let res = match argv {
+        [role, name, arg] if role == "producer" => producer(name, arg),
+        [role, name, arg] if role == "consumer" => consumer(name, arg),
+        _ => Err("usage: __soak-child producer|consumer NAME ARG".into()),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("soak child: {e}");
+            ExitCode::from(exit::FAILED)
+        }
+    }
+}
+
+fn producer(name: &str, id: &str) -> Result<(), String> {
+    let id: u64 = id.parse().map_err(|_| "bad id")?;
+    let map = CounterMap::open(&format!("{name}-books")).map_err(|e| e.to_string())?;
+    let sent = map
+        .counter(&format!("sent-{id}"))
+        .map_err(|e| e.to_string())?;
+    let stop = map.counter("stop").map_err(|e| e.to_string())?;
+    let mut tx = Sender::open(name).map_err(|e| e.to_string())?;
+    let mut seq = 0;
+    while stop.get() == 0 {
+        match tx.send_timeout(&msg(id, seq), Duration::from_millis(100)) {
+            Ok(()) => {
+                sent.add(1);
+                seq += 1;
+            }
+            Err(ringway::SendError::Timeout(())) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+fn consumer(name: &str, out: &str) -> Result<(), String> {
+    let mut rx = Receiver::open(name).map_err(|e| e.to_string())?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .map_err(|e| e.to_string())?;
+    loop {
+        match rx.read() {
+            Ok(m) => {
+                // Recorded (one write) before the slot is freed.
+                f.write_all(&m).map_err(|e| e.to_string())?;
+            }
+            Err(ringway::RecvError::Disconnected) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+struct Kid {
+    child: Child,
+    producer: bool,
+}
+
+fn spawn(role: &str, name: &str, arg: &str) -> Result<Child, String> {
+    Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .args(["__soak-child", role, name, arg])
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawn {role}: {e}"))
+}
+
+/// A small xorshift, seeded from the clock.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+pub(crate) fn run(o: &Options) -> ExitCode {
+    match soak(o) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(exit::FAILED),
+        Err(e) => {
+            eprintln!("ringway soak: {e}");
+            ExitCode::from(exit::FAILED)
+        }
+    }
+}
+
+fn soak(o: &Options) -> Result<bool, String> {
+    let name = format!("ringway-soak-{}", std::process::id());
+    let dir = std::env::temp_dir().join(&name);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let books = CounterMap::create(&format!("{name}-books"), 4096).map_err(|e| e.to_string())?;
+    // The parent holds one end of each side, so neither closes while the
+    // last of its processes is being replaced; it never sends or takes.
+    // The watcher creates it (and removes the name when it drops, last).
+    let watcher = Receiver::create(&name, SLOTS, MSG).map_err(|e| e.to_string())?;
+    let keeper = Sender::open(&name).map_err(|e| e.to_string())?;
+    let mut rng = Rng(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1);
+    let mut next_id = 0u64;
+    let mut next_out = 0u64;
+    let mut new_kid = |producer: bool| -> Result<Kid, String> {
+        let child = if producer {
+            next_id += 1;
+            spawn("producer", &name, &next_id.to_string())?
+        } else {
+            next_out += 1;
+            let out = dir.join(format!("consumer-{next_out}"));
+            spawn("consumer", &name, &out.to_string_lossy())?
+        };
+        Ok(Kid { child, producer })
+    };
+    let mut kids = Vec::new();
+    for _ in 0..o.producers {
+        kids.push(new_kid(true)?);
+    }
+    for _ in 0..o.consumers {
+        kids.push(new_kid(false)?);
+    }
+    let started = Instant::now();
+    let end = started + Duration::from_secs(o.secs);
+    let (mut killed_p, mut killed_c) = (0u64, 0u64);
+    let mut last_print = Instant::now();
+    while Instant::now() < end {
+        let pause = o.kill_every_ms / 2 + rng.below(o.kill_every_ms.max(1));
+        std::thread::sleep(Duration::from_millis(pause));
+        let i = rng.below(kids.len() as u64) as usize;
+        let _ = kids[i].child.kill();
+        let _ = kids[i].child.wait();
+        if kids[i].producer {
+            killed_p += 1;
+        } else {
+            killed_c += 1;
+        }
+        kids[i] = new_kid(kids[i].producer)?;
+        if !o.json && last_print.elapsed() > Duration::from_secs(10) {
+            last_print = Instant::now();
+            eprintln!(
+                "[{:>5.0}s] kills: {killed_p} producers, {killed_c} consumers; lost so far {}",
+                started.elapsed().as_secs_f64(),
+                watcher.lost()
+            );
+        }
+    }
+    // Stop the producers, then close the senders' side: the consumers
+    // drain the queue and end.
+    books.set("stop", 1).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for k in kids.iter_mut().filter(|k| k.producer) {
+        wait_or_kill(&mut k.child, deadline)?;
+    }
+    drop(keeper);
+    for k in kids.iter_mut().filter(|k| !k.producer) {
+        wait_or_kill(&mut k.child, deadline)?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let lost = watcher.lost();
+    let reaped = ringway::admin::inspect(&name)
+        .ok()
+        .and_then(|i| i.field("peers_reaped"))
+        .unwrap_or(0);
+    drop(watcher);
+
+    // The books.
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut dups = 0u64;
+    let mut torn = 0u64;
+    let mut top: HashMap<u64, u64> = HashMap::new();
+    for e in std::fs::read_dir(&dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
+        let mut b = Vec::new();
+        std::fs::File::open(e.path())
+            .and_then(|mut f| f.read_to_end(&mut b))
+            .map_err(|e| e.to_string())?;
+        for m in b.chunks(MSG) {
+            let v = u64::from_le_bytes(m[..8].try_into().unwrap_or_default());
+            if m.len() != MSG || m[8..] != (!v).to_le_bytes() {
+                torn += 1;
+                continue;
+            }
+            if !seen.insert(v) {
+                dups += 1;
+            }
+            let (id, seq) = (v >> 32, v & 0xffff_ffff);
+            let t = top.entry(id).or_insert(0);
+            *t = (*t).max(seq + 1);
+        }
+    }
+    let mut sent_total = 0u64;
+    let mut missing = 0u64;
+    for id in 1..=next_id {
+        let counted = books.get(&format!("sent-{id}")).ok().flatten().unwrap_or(0) as u64;
+        // A producer killed between a send and its count sent one more.
+        let sent = counted.max(top.get(&id).copied().unwrap_or(0));
+        sent_total += sent;
+        missing += (0..sent)
+            .filter(|s| !seen.contains(&(id << 32 | s)))
+            .count() as u64;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(books);
+    let kills = killed_p + killed_c;
+    let ok = dups == 0 && torn == 0 && missing <= lost && lost <= kills;
+    let received = seen.len() as u64;
+    if o.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "seconds": secs,
+                "producers": o.producers,
+                "consumers": o.consumers,
+                "sent": sent_total,
+                "received": received,
+                "rate_per_s": received as f64 / secs,
+                "kills": { "producers": killed_p, "consumers": killed_c },
+                "peers_reaped": reaped,
+                "lost_reported": lost,
+                "missing": missing,
+                "duplicates": dups,
+                "torn": torn,
+                "ok": ok,
+            })
+        );
+    } else {
+        println!(
+            "soak: {secs:.0} s, {} producers + {} consumers on one mpmc queue ({SLOTS} slots)",
+            o.producers, o.consumers
+        );
+        println!("  messages sent      {sent_total}");
+        println!(
+            "  messages received  {received} ({:.0}/s)",
+            received as f64 / secs
+        );
+        println!("  kills              {kills} ({killed_p} producers, {killed_c} consumers)");
+        println!("  peers reaped       {reaped}");
+        println!(
+            "  lost (reported)    {lost}   (must be <= kills: one in flight per killed process)"
+        );
+        println!("  missing            {missing}   (sent, never received: must be <= lost)");
+        println!("  duplicates         {dups}   (must be 0)");
+        println!("  torn               {torn}   (must be 0)");
+        println!("  {}", if ok { "OK" } else { "FAILED" });
+    }
+    Ok(ok)
+}
+
+fn wait_or_kill(c: &mut Child, deadline: Instant) -> Result<(), String> {
+    loop {
+        if c.try_wait().map_err(|e| e.to_string())?.is_some() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            return Err("a child did not finish within 60 s of the end".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
