@@ -904,6 +904,20 @@ impl Options {
 /// Records one figure: table, row, column, value.
 type Put<'a> = dyn FnMut(&'static str, &str, &'static str, Result<f64, String>) + 'a;
 
+/// Where the host has put our two CPUs right now: the p50 round trip of a
+/// cache line between two processes (a few thousand round trips, ~1 ms).
+/// On this kind of VM it is bimodal (~120 ns, or ~3x that when the vCPUs
+/// sit on distant cores), and every cross-core figure moves with it, so
+/// each measurement is preceded by this probe (see `report::merge`).
+fn placement(pin: bool) -> Result<f64, String> {
+    let probe = Sizes {
+        t_msgs: 0,
+        l_warm: 200,
+        l_msgs: 3000,
+    };
+    latency("cacheline", probe, pin).map(|v| v[0] as f64)
+}
+
 /// One pass over every chosen workload; `progress` is told each step.
 fn measure_once(opts: &Options, py: bool, progress: &mut dyn FnMut(&str, &str)) -> Vec<Cell> {
     let sizes = opts.sizes();
@@ -929,27 +943,23 @@ fn measure_once(opts: &Options, py: bool, progress: &mut dyn FnMut(&str, &str)) 
         }
     };
     for s in all_rows().filter(|s| opts.row_wanted(s.transport, s.label)) {
-        if s.t && opts.wanted("T64") {
-            progress("T64", s.label);
-            put(
-                "T",
-                s.label,
-                "T64",
-                throughput(s.transport, 64, sizes.t_msgs, pin),
-            );
-        }
-        if s.t && opts.wanted("T8") {
-            progress("T8", s.label);
-            put(
-                "T",
-                s.label,
-                "T8",
-                throughput(s.transport, 8, sizes.t_msgs, pin),
-            );
+        let lat_pin = pin && !s.unpinned;
+        for (w, size) in [("T64", 64), ("T8", 8)] {
+            if s.t && opts.wanted(w) {
+                progress(w, s.label);
+                put("probe", s.label, w, placement(pin));
+                put(
+                    "T",
+                    s.label,
+                    w,
+                    throughput(s.transport, size, sizes.t_msgs, pin),
+                );
+            }
         }
         if s.l && opts.wanted("L") {
             progress("L", s.label);
-            let r = latency(s.transport, sizes, pin && !s.unpinned);
+            put("probe", s.label, "L", placement(lat_pin));
+            let r = latency(s.transport, sizes, lat_pin);
             lat_cells(&mut put, s.label, r);
         }
     }
@@ -957,6 +967,8 @@ fn measure_once(opts: &Options, py: bool, progress: &mut dyn FnMut(&str, &str)) 
         // Python is ~100x slower: a tenth of the messages (full: 1M).
         let n = (sizes.t_msgs / 10).clamp(1, 1_000_000);
         if opts.wanted("T64") {
+            put("probe", "Python mp.Queue", "T64", placement(false));
+            put("probe", "Python Pipe.send_bytes", "T64", placement(false));
             progress("T64", "Python mp.Queue");
             put("T", "Python mp.Queue", "T64", python_rate("queue", n));
             progress("T64", "Python Pipe.send_bytes");
@@ -964,6 +976,7 @@ fn measure_once(opts: &Options, py: bool, progress: &mut dyn FnMut(&str, &str)) 
         }
         if opts.wanted("L") {
             progress("L", "Python Pipe.send_bytes");
+            put("probe", "Python Pipe.send_bytes", "L", placement(false));
             let r = python_latency(sizes.l_warm, (sizes.l_msgs / 2).max(1));
             lat_cells(&mut put, "Python Pipe.send_bytes", r);
         }
@@ -1056,7 +1069,13 @@ pub(crate) fn run(opts: &Options) -> Result<(), String> {
             serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
         );
     } else {
-        print_all(&sheet, opts, &meta, py_wanted && !py);
+        print_all(
+            &sheet,
+            opts,
+            &meta,
+            py_wanted && !py,
+            sheet.placement(&runs),
+        );
     }
     if let Some(dir) = &opts.plot {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -1205,7 +1224,13 @@ fn today() -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-fn print_all(sheet: &Sheet, opts: &Options, meta: &Meta, python_missing: bool) {
+fn print_all(
+    sheet: &Sheet,
+    opts: &Options,
+    meta: &Meta,
+    python_missing: bool,
+    (slow, probed, fastest): (usize, usize, f64),
+) {
     let md = opts.markdown;
     let title = |t: &str| {
         if md {
@@ -1236,6 +1261,19 @@ fn print_all(sheet: &Sheet, opts: &Options, meta: &Meta, python_missing: bool) {
         meta.sizes.l_warm,
         if opts.repeat > 1 { " Figures are medians; ±: half the range over the runs." } else { "" }
     );
+    if probed > 0 {
+        note(&format!(
+            "Placement: before each T/L figure, a cache-line round trip between the two CPUs (fastest {fastest:.0} ns). \
+             {slow} of {probed} figures were taken while it was over {:.1}x that (the host had put the vCPUs far apart; \
+             everything cross-core is ~3x slower then): {}",
+            report::SLOW,
+            if opts.repeat > 1 {
+                "those runs are set aside where a figure has others; † marks figures that had none."
+            } else {
+                "they are marked †; compare them only with each other, or run --repeat 3."
+            }
+        ));
+    }
     if python_missing {
         note("python3 with multiprocessing not found: the Python rows are skipped.");
     }
@@ -1258,16 +1296,16 @@ fn print_all(sheet: &Sheet, opts: &Options, meta: &Meta, python_missing: bool) {
                         c.med,
                         d.med,
                         report::spread(a)
-                    )
+                    ) + report::flag(sheet.entry("T", l, "p50"))
                 }
                 (Some(Err(e)), ..) => format!("FAILED ({e})"),
                 _ => "-".into(),
             };
             rows.push(vec![
                 l.to_string(),
-                report::rate(g("T64")),
+                report::rate(g("T64")) + report::flag(sheet.entry("T", l, "T64")),
                 report::ratio(g("T64"), base64),
-                report::rate(g("T8")),
+                report::rate(g("T8")) + report::flag(sheet.entry("T", l, "T8")),
                 report::ratio(g("T8"), base8),
                 lat,
                 report::inverse_ratio(g("p50"), line_p50),

@@ -29,6 +29,23 @@ pub(crate) struct Merged {
     pub(crate) label: String,
     pub(crate) col: &'static str,
     pub(crate) val: Result<Stat, String>,
+    /// Every run of it was taken in a slow placement (see [`SLOW`]).
+    pub(crate) slow: bool,
+}
+
+/// A T-table figure whose placement probe (the cache-line round trip just
+/// before it) was this many times the fastest probe of the whole sheet was
+/// taken with the two CPUs far apart; such runs are set aside when a
+/// figure has runs in the usual placement, and flagged when it has none.
+pub(crate) const SLOW: f64 = 1.6;
+
+/// The placement probe that goes with a T-table column.
+fn probe_col(col: &str) -> &'static str {
+    match col {
+        "T64" => "T64",
+        "T8" => "T8",
+        _ => "L",
+    }
 }
 
 /// Every figure of every run, merged by (table, row, column) in first-seen
@@ -46,15 +63,34 @@ pub(crate) fn merge(runs: &[Vec<Cell>]) -> Sheet {
             keys.push((c.table, c.label.clone(), c.col));
         }
     }
+    let probe = |run: &[Cell], label: &str, col: &str| {
+        run.iter()
+            .find(|c| c.table == "probe" && c.label == label && c.col == probe_col(col))
+            .and_then(|c| c.val.as_ref().ok().copied())
+    };
+    let fastest = runs
+        .iter()
+        .flatten()
+        .filter(|c| c.table == "probe")
+        .filter_map(|c| c.val.as_ref().ok().copied())
+        .fold(f64::INFINITY, f64::min);
     let merged = keys
         .into_iter()
         .map(|(table, label, col)| {
-            let vals: Vec<&Result<f64, String>> = runs
+            // (value, in the usual placement?) per run that has the figure.
+            let vals: Vec<(&Result<f64, String>, bool)> = runs
                 .iter()
-                .flatten()
-                .filter(|c| c.table == table && c.label == label && c.col == col)
-                .map(|c| &c.val)
+                .flat_map(|run| {
+                    let fast =
+                        table != "T" || probe(run, &label, col).is_none_or(|p| p <= fastest * SLOW);
+                    run.iter()
+                        .filter(|c| c.table == table && c.label == label && c.col == col)
+                        .map(move |c| (&c.val, fast))
+                })
                 .collect();
+            let slow = !vals.iter().any(|v| v.1);
+            let vals: Vec<&Result<f64, String>> =
+                vals.iter().filter(|v| slow || v.1).map(|v| v.0).collect();
             let val = match vals.iter().find_map(|v| v.as_ref().err()) {
                 Some(e) => Err(e.clone()),
                 None => {
@@ -81,6 +117,7 @@ pub(crate) fn merge(runs: &[Vec<Cell>]) -> Sheet {
                 label,
                 col,
                 val,
+                slow,
             }
         })
         .collect();
@@ -89,10 +126,27 @@ pub(crate) fn merge(runs: &[Vec<Cell>]) -> Sheet {
 
 impl Sheet {
     pub(crate) fn get(&self, table: &str, label: &str, col: &str) -> Option<&Result<Stat, String>> {
+        self.entry(table, label, col).map(|m| &m.val)
+    }
+
+    pub(crate) fn entry(&self, table: &str, label: &str, col: &str) -> Option<&Merged> {
         self.0
             .iter()
             .find(|m| m.table == table && m.label == label && m.col == col)
-            .map(|m| &m.val)
+    }
+
+    /// (measurements set aside or flagged for a slow placement, all
+    /// placement-probed measurements), and the fastest probe.
+    pub(crate) fn placement(&self, runs: &[Vec<Cell>]) -> (usize, usize, f64) {
+        let probes: Vec<f64> = runs
+            .iter()
+            .flatten()
+            .filter(|c| c.table == "probe")
+            .filter_map(|c| c.val.as_ref().ok().copied())
+            .collect();
+        let fastest = probes.iter().copied().fold(f64::INFINITY, f64::min);
+        let slow = probes.iter().filter(|p| **p > fastest * SLOW).count();
+        (slow, probes.len(), fastest)
     }
 
     /// The median of the first row of `table` whose label contains `part`.
@@ -137,6 +191,15 @@ pub(crate) fn spread(s: &Stat) -> String {
         format!(" ±{:.0}%", (s.hi - s.lo) / 2.0 / s.med * 100.0)
     } else {
         String::new()
+    }
+}
+
+/// ` †` for a figure taken only in a slow placement.
+pub(crate) fn flag(m: Option<&Merged>) -> &'static str {
+    if m.is_some_and(|m| m.slow) {
+        " †"
+    } else {
+        ""
     }
 }
 
@@ -215,6 +278,9 @@ pub(crate) fn json(sheet: &Sheet, meta: serde_json::Value) -> serde_json::Value 
                 }
                 Err(e) => v["error"] = e.as_str().into(),
             }
+            if m.table == "T" {
+                v["slow_placement_only"] = m.slow.into();
+            }
             v
         })
         .collect();
@@ -227,6 +293,7 @@ fn unit(table: &str, col: &str) -> &'static str {
         ("C", _) => "operations/s",
         ("T", _) => "ns",
         ("idle", _) => "% of a core",
+        ("probe", _) => "ns (cache-line round trip before the figure)",
         _ => "",
     }
 }
@@ -444,6 +511,40 @@ mod tests {
             s.get("T", "x", "T64").unwrap().as_ref().unwrap_err(),
             "lost"
         );
+    }
+
+    #[test]
+    fn figures_from_a_slow_placement_are_set_aside_or_flagged() {
+        let run = |v: f64, probe: f64| {
+            vec![
+                Cell {
+                    table: "probe",
+                    label: "x".into(),
+                    col: "T64",
+                    val: Ok(probe),
+                },
+                cell(Ok(v)),
+            ]
+        };
+        // Two runs in the usual placement (120 ns), one far apart (380 ns).
+        let s = merge(&[run(16.0, 120.0), run(4.0, 380.0), run(17.0, 125.0)]);
+        let m = s.entry("T", "x", "T64").unwrap();
+        let st = m.val.as_ref().unwrap();
+        assert_eq!((st.med, st.n, m.slow), (16.5, 2, false));
+        // Only slow runs: kept, and flagged.
+        let s = merge(&[
+            run(4.0, 380.0),
+            run(5.0, 390.0),
+            vec![Cell {
+                table: "probe",
+                label: "y".into(),
+                col: "T64",
+                val: Ok(120.0),
+            }],
+        ]);
+        let m = s.entry("T", "x", "T64").unwrap();
+        assert!(m.slow);
+        assert_eq!(m.val.as_ref().unwrap().n, 2);
     }
 
     #[test]
