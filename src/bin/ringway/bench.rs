@@ -1332,58 +1332,24 @@ fn print_all(
         );
         note("T: messages/s from the producer's first send to the consumer's last receive, every message checked. L: round trip of one 64 B message.");
     }
-    let m = sheet.labels("M");
-    if !m.is_empty() {
-        let (aq, pipe) = (
-            sheet.find("M", "ArrayQueue", "rate"),
-            sheet.find("M", "pipe", "rate"),
-        );
-        let rows: Vec<Vec<String>> = m
-            .iter()
-            .map(|l| {
-                let g = sheet.get("M", l, "rate");
-                vec![
-                    l.to_string(),
-                    report::rate(g),
-                    report::ratio(g, aq),
-                    report::ratio(g, pipe),
-                ]
-            })
-            .collect();
+    if !sheet.labels("M").is_empty() {
         title("M: 3 producers -> 2 consumers, 64 B messages, unpinned, every message checked");
-        print!(
-            "{}",
-            report::table(&["transport", "rate", "vs ArrayQueue", "vs pipe"], &rows)
-        );
+        let bases = [
+            ("vs ArrayQueue", sheet.find("M", "ArrayQueue", "rate")),
+            ("vs pipe", sheet.find("M", "pipe", "rate")),
+        ];
+        print!("{}", rate_table(sheet, "M", "transport", &bases));
     }
-    let c = sheet.labels("C");
-    if !c.is_empty() {
-        let fadd = sheet.find("C", "bare fetch_add", "rate");
-        let fmutex = sheet.find("C", "bare robust", "rate");
-        let py = sheet.find("C", "Python", "rate");
-        let rows: Vec<Vec<String>> = c
-            .iter()
-            .map(|l| {
-                let g = sheet.get("C", l, "rate");
-                vec![
-                    l.to_string(),
-                    report::rate(g),
-                    report::ratio(g, fadd),
-                    report::ratio(g, fmutex),
-                    report::ratio(g, py),
-                ]
-            })
-            .collect();
+    if !sheet.labels("C").is_empty() {
         title(&format!(
             "C: {C_PROCS} processes decrement one counter, unpinned; the count is checked to end at 0"
         ));
-        print!(
-            "{}",
-            report::table(
-                &["counter", "rate", "vs add", "vs mutex", "vs Python"],
-                &rows
-            )
-        );
+        let bases = [
+            ("vs add", sheet.find("C", "bare fetch_add", "rate")),
+            ("vs mutex", sheet.find("C", "bare robust", "rate")),
+            ("vs Python", sheet.find("C", "Python", "rate")),
+        ];
+        print!("{}", rate_table(sheet, "C", "counter", &bases));
     }
     print_vs_python(sheet, md);
     if let Some(r) = sheet.0.iter().find(|m| m.table == "idle") {
@@ -1395,6 +1361,23 @@ fn print_all(
             Err(e) => note(&format!("Idle: measurement FAILED ({e})")),
         }
     }
+}
+
+/// A table of `table`'s rates, each divided by every base.
+fn rate_table(sheet: &Sheet, table: &str, first: &str, bases: &[(&str, Option<f64>)]) -> String {
+    let rows: Vec<Vec<String>> = sheet
+        .labels(table)
+        .iter()
+        .map(|l| {
+            let g = sheet.get(table, l, "rate");
+            let mut row = vec![l.to_string(), report::rate(g)];
+            row.extend(bases.iter().map(|b| report::ratio(g, b.1)));
+            row
+        })
+        .collect();
+    let mut headers = vec![first, "rate"];
+    headers.extend(bases.iter().map(|b| b.0));
+    report::table(&headers, &rows)
 }
 
 /// Ratios against Python's `multiprocessing`, measured in this same run.
