@@ -21,7 +21,6 @@ use crate::peer::{self, Liveness};
 use crate::segment::{self, Segment, Validator};
 use crate::sync::Ordering;
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::time::{Duration, SystemTime};
 
@@ -67,6 +66,8 @@ pub struct SegmentInfo {
     pub name: String,
     /// The file's size in bytes (its footprint in shared memory).
     pub file_size: u64,
+    /// The file's inode (names its doorbells).
+    pub inode: u64,
     /// Permission bits of the file.
     pub mode: u32,
     /// Owner of the file.
@@ -79,8 +80,8 @@ pub struct SegmentInfo {
     pub kind: Option<Kind>,
     /// Whether it is published and valid.
     pub state: State,
-    /// Whether some process holds a lock on the file: a live peer (or a
-    /// creator still initialising).
+    /// Whether some process holds a lock on the file: every handle holds
+    /// one for its whole life, a creator from before it sizes the file.
     pub locked: bool,
     /// The peer table's used entries (empty unless `state` is `Ready`).
     pub peers: Vec<PeerInfo>,
@@ -170,25 +171,21 @@ fn not_ringway(name: &str, detail: &str) -> Error {
     }
 }
 
-/// Whether any process holds a lock on bytes `[0, 4096)` of the file (the
-/// peer slots' bytes).
+/// Whether any process holds a lock on the file's lock bytes: the peer
+/// slots' `[0, 4096)` and the hold byte every handle keeps shared.
 fn any_lock(file: &File, name: &str) -> Result<bool> {
-    // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_WRLCK as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    fl.l_start = 0;
-    fl.l_len = 4096;
-    // SAFETY: the fd is open for the duration of the call; `fl` is a valid
-    // flock that outlives it.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl as *mut _) };
-    if rc != 0 {
-        return Err(Error::Io {
-            op: "fcntl(F_OFD_GETLK)",
-            segment: name.to_owned(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
+    let fl = segment::ofd_lock(
+        file,
+        libc::F_OFD_GETLK,
+        libc::F_WRLCK,
+        0,
+        segment::HOLD_BYTE + 1,
+    )
+    .map_err(|source| Error::Io {
+        op: "fcntl(F_OFD_GETLK)",
+        segment: name.to_owned(),
+        source,
+    })?;
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
@@ -228,6 +225,7 @@ pub fn inspect(name: &str) -> Result<SegmentInfo> {
     let mut info = SegmentInfo {
         name: name.to_owned(),
         file_size: meta.len(),
+        inode: meta.ino(),
         mode: meta.mode() & 0o7777,
         uid: meta.uid(),
         modified_unix_ns: (meta.mtime() as u64)
@@ -420,33 +418,91 @@ pub fn list() -> Result<Vec<SegmentInfo>> {
     Ok(out)
 }
 
-/// Remove segment `name` (and its doorbells). Refused with
-/// `Error::InUse` while a live peer holds it, unless `force`; processes
+/// Remove segment `name` (and its doorbells nobody listens on). Refused
+/// with `Error::Busy` while a process holds it, unless `force`; processes
 /// that have it mapped keep their mapping either way.
+///
+/// Without `force`, the name goes while this call holds the segment's hold
+/// byte exclusively: a process opening it at that moment either got its
+/// shared hold first (and the removal is refused) or finds, once it holds
+/// it, that the name is gone (`Error::NotFound`). Nobody is left working on
+/// a segment that can no longer be opened.
 pub fn remove(name: &str, force: bool) -> Result<()> {
+    let busy = || Error::Busy {
+        segment: name.to_owned(),
+        by: "a live process",
+    };
     let info = inspect(name)?;
     if !force && (info.locked || info.alive() > 0) {
-        return Err(Error::InUse {
-            segment: name.to_owned(),
-            role: "a live process",
-        });
+        return Err(busy());
     }
-    let ino = std::fs::symlink_metadata(path_of(name)?)
-        .map(|m| m.ino())
-        .ok();
-    segment::unlink(name)?;
-    if let Some(ino) = ino {
-        for bell in bells()? {
-            if bell.1 == ino {
-                let _ = std::fs::remove_file(std::path::Path::new(SHM_DIR).join(&bell.0));
+    let path = path_of(name)?;
+    let io = |op, source| Error::Io {
+        op,
+        segment: name.to_owned(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) => Error::NotFound {
+                segment: name.to_owned(),
+            },
+            _ => io("open", e),
+        })?;
+    let ino = file.metadata().map_err(|e| io("fstat", e))?.ino();
+    if ino != info.inode {
+        // Replaced since it was inspected: that file is not the one judged.
+        return Err(busy());
+    }
+    if !force {
+        match segment::ofd_lock(
+            &file,
+            libc::F_OFD_SETLK,
+            libc::F_WRLCK,
+            segment::HOLD_BYTE,
+            1,
+        ) {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {
+                return Err(busy())
             }
+            Err(e) => return Err(io("fcntl(F_OFD_SETLK)", e)),
+        }
+        // Our own lock does not conflict with a probe through `file`.
+        if any_lock(&file, name)? {
+            return Err(busy());
         }
     }
+    if std::fs::symlink_metadata(&path)
+        .map_err(|e| io("lstat", e))?
+        .ino()
+        != ino
+    {
+        return Err(busy());
+    }
+    segment::unlink(name)?;
+    for bell in bells()? {
+        if bell.ino == ino && !bell_heard(&bell.name) {
+            let _ = std::fs::remove_file(std::path::Path::new(SHM_DIR).join(&bell.name));
+        }
+    }
+    // Dropping `file` releases the hold byte: a late opener now finds the
+    // name gone.
     Ok(())
 }
 
-/// Doorbell FIFOs in `/dev/shm`: (file name, inode of their segment).
-fn bells() -> Result<Vec<(String, u64)>> {
+/// A doorbell FIFO in `/dev/shm`, named after its segment file's identity.
+struct BellFile {
+    name: String,
+    ino: u64,
+}
+
+/// The doorbell FIFOs in `/dev/shm`.
+fn bells() -> Result<Vec<BellFile>> {
     let dir = std::fs::read_dir(SHM_DIR).map_err(|source| Error::Io {
         op: "read_dir",
         segment: SHM_DIR.to_owned(),
@@ -455,12 +511,42 @@ fn bells() -> Result<Vec<(String, u64)>> {
     Ok(dir
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter_map(|n| {
-            let rest = n.strip_prefix("ringway-bell-")?;
+        .filter_map(|name| {
+            let rest = name.strip_prefix("ringway-bell-")?;
             let ino = rest.split('-').nth(1)?.parse().ok()?;
-            Some((n, ino))
+            Some(BellFile { name, ino })
         })
         .collect())
+}
+
+/// Whether a doorbell may still be needed: its consumer holds the FIFO's
+/// read end for as long as it lives, so a FIFO with no reader (`ENXIO` on
+/// a non-blocking open for writing) is heard by nobody. A fresh FIFO
+/// counts as heard (its consumer may be between `mkfifo` and `open`), and
+/// anything that is not a FIFO is not ours to judge.
+fn bell_heard(name: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let path = std::path::Path::new(SHM_DIR).join(name);
+    let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        return true;
+    };
+    if !meta.file_type().is_fifo() {
+        return true;
+    }
+    let mtime = (meta.mtime() as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec() as u64);
+    if now_ns().saturating_sub(mtime) < INIT_GRACE.as_nanos() as u64 {
+        return true;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+    {
+        Ok(_) => true,
+        Err(e) => e.raw_os_error() != Some(libc::ENXIO),
+    }
 }
 
 /// What [`collect`] found: a name and why it is garbage.
@@ -475,14 +561,15 @@ pub struct Garbage {
 }
 
 /// The segments [`SegmentInfo::garbage`] condemns, and doorbell FIFOs
-/// whose segment is gone. With `act`, each is removed (a segment that
+/// nobody listens on. With `act`, each is removed (a segment that
 /// came back to life in between is left alone).
 pub fn collect(act: bool) -> Result<Vec<Garbage>> {
     collect_prefixed("", act)
 }
 
 /// [`collect`], for the segments whose names start with `prefix` only
-/// (doorbells: all orphans, whatever their segment was called).
+/// (doorbells: every one nobody listens on, whatever its segment was
+/// called).
 pub fn collect_prefixed(prefix: &str, act: bool) -> Result<Vec<Garbage>> {
     let mut segs = list()?;
     segs.retain(|s| s.name.starts_with(prefix));
@@ -496,22 +583,11 @@ pub fn collect_prefixed(prefix: &str, act: bool) -> Result<Vec<Garbage>> {
             });
         }
     }
-    // Bells first, then the segments: a bell whose segment appears in
-    // between is not mistaken for an orphan.
-    let bells = bells()?;
-    let inos: Vec<u64> = std::fs::read_dir(SHM_DIR)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .filter_map(|e| e.metadata().ok().map(|m| m.ino()))
-                .collect()
-        })
-        .unwrap_or_default();
-    for (name, ino) in bells {
-        if !inos.contains(&ino) {
+    for bell in bells()? {
+        if !bell_heard(&bell.name) {
             out.push(Garbage {
-                name,
-                reason: "a doorbell whose segment is gone",
+                name: bell.name,
+                reason: "a doorbell nobody listens on",
                 bytes: 0,
             });
         }
@@ -519,7 +595,8 @@ pub fn collect_prefixed(prefix: &str, act: bool) -> Result<Vec<Garbage>> {
     if act {
         out.retain(|g| {
             if g.name.starts_with("ringway-bell-") {
-                return std::fs::remove_file(std::path::Path::new(SHM_DIR).join(&g.name)).is_ok();
+                return !bell_heard(&g.name)
+                    && std::fs::remove_file(std::path::Path::new(SHM_DIR).join(&g.name)).is_ok();
             }
             // Look again just before removing: it may have a live peer now.
             inspect(&g.name).is_ok_and(|i| i.garbage().is_some()) && remove(&g.name, false).is_ok()

@@ -128,27 +128,26 @@ impl CounterMap {
             kind_size: area_size(cap),
         };
         let lock = RawLock::at(crate::header::kind_off(1));
-        // The creator holds the segment (for `gc`) before it is published.
-        let seg = Segment::create_with(name, spec, 0o600, &|seg| {
-            lock.init(seg.region())?;
-            crate::peer::hold_shared(seg)
-        })?;
+        let seg = Segment::create_with(name, spec, 0o600, &|seg| lock.init(seg.region()))?;
         Ok(CounterMap::from_parts(seg))
     }
 
     /// Open the named map.
     pub fn open(name: &str) -> Result<CounterMap> {
-        CounterMap::from_segment(Segment::open(name, Kind::Counters, validate)?)
+        Ok(CounterMap::from_parts(Segment::open(
+            name,
+            Kind::Counters,
+            validate,
+        )?))
     }
 
     /// Open the map behind `fd`.
     pub fn from_fd(fd: BorrowedFd<'_>) -> Result<CounterMap> {
-        CounterMap::from_segment(Segment::open_fd(fd, Kind::Counters, validate)?)
-    }
-
-    fn from_segment(seg: Segment) -> Result<CounterMap> {
-        crate::peer::hold_shared(&seg)?;
-        Ok(CounterMap::from_parts(seg))
+        Ok(CounterMap::from_parts(Segment::open_fd(
+            fd,
+            Kind::Counters,
+            validate,
+        )?))
     }
 
     fn from_parts(seg: Segment) -> CounterMap {

@@ -106,6 +106,14 @@ pub enum Error {
         /// The segment's name.
         segment: String,
     },
+    /// The segment is held by someone else for now: removing it while a
+    /// process uses it, or opening it while `ringway rm`/`gc` removes it.
+    Busy {
+        /// The segment's name.
+        segment: String,
+        /// Who holds it.
+        by: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -163,6 +171,7 @@ impl fmt::Display for Error {
                 f,
                 "segment {segment:?}: its creator did not finish initialising it in time"
             ),
+            Error::Busy { segment, by } => write!(f, "segment {segment:?} is held by {by}"),
         }
     }
 }

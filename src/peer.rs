@@ -22,7 +22,6 @@ use crate::error::{Error, Result};
 use crate::header::{PEERS_OFF, PEER_ENTRY};
 use crate::segment::Segment;
 use crate::sync::Ordering;
-use std::os::fd::AsRawFd;
 
 /// Entry state: never used.
 pub(crate) const FREE: u32 = 0;
@@ -56,26 +55,7 @@ fn ofd_lock(
     cmd: libc::c_int,
     l_type: libc::c_short,
 ) -> std::io::Result<libc::flock> {
-    // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = l_type;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    fl.l_start = slot as libc::off_t;
-    fl.l_len = 1;
-    // SAFETY: the fd is open for as long as `seg`; `fl` is a valid flock
-    // that outlives the call.
-    let rc = unsafe {
-        libc::fcntl(
-            seg.lock_file().as_raw_fd(),
-            cmd,
-            &mut fl as *mut libc::flock,
-        )
-    };
-    if rc == 0 {
-        Ok(fl)
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    crate::segment::ofd_lock(seg.lock_file(), cmd, l_type.into(), slot.into(), 1)
 }
 
 fn slot_state(seg: &Segment, slot: u32) -> Result<&crate::sync::AtomicU32> {
@@ -322,18 +302,4 @@ pub(crate) fn display_fields(seg: &Segment, slot: u32) -> (u32, u64) {
     seg.region().read(entry_off(slot) + 8, &mut pid);
     seg.region().read(entry_off(slot) + 16, &mut at);
     (u32::from_ne_bytes(pid), u64::from_ne_bytes(at))
-}
-
-/// Hold a shared lock on byte 0 through this handle's private open file
-/// description, for as long as the handle lives: a kind without a peer
-/// table (the counter map) uses it to show `inspect` and `gc` that some
-/// process still holds the segment.
-pub(crate) fn hold_shared(seg: &Segment) -> Result<()> {
-    ofd_lock(seg, 0, libc::F_OFD_SETLK, libc::F_RDLCK as libc::c_short)
-        .map(|_| ())
-        .map_err(|source| Error::Io {
-            op: "fcntl(F_OFD_SETLK)",
-            segment: seg.name().to_owned(),
-            source,
-        })
 }

@@ -14,12 +14,20 @@ use std::ffi::CString;
 use std::fs::File;
 use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 /// How long an opener waits for the creator to reach `READY`.
 const READY_WAIT: Duration = Duration::from_secs(2);
 /// Longest accepted segment name, in bytes.
 pub(crate) const MAX_NAME_LEN: usize = 200;
+/// The byte of the file every handle holds a shared OFD lock on for its
+/// whole life, through its private open file description: one past the
+/// peer slots' bytes `[0, 4096)`. `ringway rm` and `gc` unlink a name only
+/// while they hold this byte exclusively, and a handle checks, once it
+/// holds it, that the name was not removed: so a segment is never removed
+/// under a process that is opening it.
+pub(crate) const HOLD_BYTE: u64 = 4096;
 
 /// What a creator asks for.
 #[derive(Clone, Copy, Debug)]
@@ -171,6 +179,10 @@ impl Segment {
             }
             e
         };
+        // Hold the file before it has a size: until then `inspect` sees no
+        // magic and leaves it alone; from then on `gc` sees it held.
+        let lock = private_ofd(&file, &dname).map_err(cleanup)?;
+        take_hold(&lock, &dname).map_err(cleanup)?;
         let fd = file.as_raw_fd();
         if name.is_some() {
             // shm_open applied the umask; set exactly what was asked.
@@ -231,7 +243,6 @@ impl Segment {
         );
         header.checksum = header.compute_checksum();
         header::stamp(&region, &header);
-        let lock = private_ofd(&file, &dname).map_err(cleanup)?;
         let mut seg = Segment {
             region,
             file,
@@ -302,6 +313,12 @@ impl Segment {
             field,
             detail,
         };
+        let lock = private_ofd(&file, &dname)?;
+        take_hold(&lock, &dname)?;
+        if name.is_some() && file.metadata().is_ok_and(|m| m.nlink() == 0) {
+            // `rm`/`gc` removed the name between our shm_open and our hold.
+            return Err(Error::NotFound { segment: dname });
+        }
         let header = wait_ready(&file, &dname)?;
         // Read once (above), validate the copy, then use only the copy.
         if header.magic != MAGIC {
@@ -375,7 +392,6 @@ impl Segment {
                 segment: dname.clone(),
                 source,
             })?;
-        let lock = private_ofd(&file, &dname)?;
         Ok(Segment {
             region: Region::from_map(map),
             file,
@@ -399,7 +415,6 @@ impl Segment {
     /// The file's (device, inode): names things that belong to this
     /// segment, like a doorbell FIFO.
     pub(crate) fn identity(&self) -> (u64, u64) {
-        use std::os::unix::fs::MetadataExt;
         self.file.metadata().map_or((0, 0), |m| (m.dev(), m.ino()))
     }
 
@@ -476,6 +491,58 @@ fn private_ofd(file: &File, dname: &str) -> Result<File> {
             segment: dname.to_owned(),
             source,
         })
+}
+
+/// `fcntl(cmd)` with an OFD lock of type `l_type` on `len` bytes of `file`
+/// from `start`: the filled-in `flock` (the conflicting lock, for
+/// `F_OFD_GETLK`).
+pub(crate) fn ofd_lock(
+    file: &File,
+    cmd: libc::c_int,
+    l_type: libc::c_int,
+    start: u64,
+    len: u64,
+) -> std::io::Result<libc::flock> {
+    // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = l_type as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start as libc::off_t;
+    fl.l_len = len as libc::off_t;
+    // SAFETY: `file`'s fd is open for the duration of the call; `fl` is a
+    // valid flock that outlives it.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl as *mut libc::flock) };
+    if rc == 0 {
+        Ok(fl)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Take the shared lock on [`HOLD_BYTE`] through `lock`, waiting (bounded)
+/// while a remover holds it exclusively.
+fn take_hold(lock: &File, dname: &str) -> Result<()> {
+    let deadline = Instant::now() + READY_WAIT;
+    loop {
+        match ofd_lock(lock, libc::F_OFD_SETLK, libc::F_RDLCK, HOLD_BYTE, 1) {
+            Ok(_) => return Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {}
+            Err(source) => {
+                return Err(Error::Io {
+                    op: "fcntl(F_OFD_SETLK)",
+                    segment: dname.to_owned(),
+                    source,
+                })
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Busy {
+                segment: dname.to_owned(),
+                by: "a process removing it (`ringway rm` or `gc`)",
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 fn file_size(file: &File, dname: &str) -> Result<u64> {

@@ -7,17 +7,34 @@ mod common;
 
 use common::{child, exit_child, unique_name, Unlink};
 use serde_json::Value;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 const LONG: Duration = Duration::from_secs(60);
 
+/// Run `ringway args`, killing it (and failing) if it takes over two
+/// minutes: a hang fails the test instead of stalling CI.
 fn ringway(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ringway"))
         .args(args)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run ringway");
-    out
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(out) => out.expect("wait for ringway"),
+        Err(_) => {
+            // SAFETY: kill(2) touches no memory; the child is not reaped
+            // yet (its waiter is blocked), so the pid is still its.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("ringway {args:?} did not finish within 120 s");
+        }
+    }
 }
 
 fn code(o: &Output) -> i32 {
@@ -97,7 +114,8 @@ fn a_live_segment_is_listed_inspected_and_kept() {
     assert!(String::from_utf8_lossy(&text.stdout).contains("fill_bytes"));
 
     // gc keeps it, even with --yes; rm refuses it (exit 4) without --force.
-    let gc = json(&ringway(&["gc", "--yes", "--json", "--prefix", "rw-test-"]));
+    // (Each test collects only its own names: tests run in parallel.)
+    let gc = json(&ringway(&["gc", "--yes", "--json", "--prefix", &name]));
     assert!(!gc_names(&gc).contains(&name));
     let rm = ringway(&["rm", &name]);
     assert_eq!(code(&rm), 4, "{}", String::from_utf8_lossy(&rm.stderr));
@@ -148,7 +166,11 @@ fn gc_removes_a_segment_left_by_a_killed_process_and_keeps_a_live_one() {
     assert!(ringway::admin::inspect(&dead).is_ok());
     // --yes removes them, and only them.
     let done = gc_names(&json(&ringway(&[
-        "gc", "--yes", "--json", "--prefix", "rw-test-",
+        "gc",
+        "--yes",
+        "--json",
+        "--prefix",
+        "rw-test-cli-dead-",
     ])));
     assert!(done.contains(&dead) && done.contains(&dead_map), "{done:?}");
     for n in [&dead, &dead_map] {
@@ -158,7 +180,7 @@ fn gc_removes_a_segment_left_by_a_killed_process_and_keeps_a_live_one() {
         ));
     }
     assert!(ringway::admin::inspect(&live).is_ok());
-    let text = ringway(&["gc", "--prefix", "rw-test-"]);
+    let text = ringway(&["gc", "--prefix", "rw-test-cli-"]);
     assert!(!String::from_utf8_lossy(&text.stdout).contains(&live));
 }
 
@@ -197,15 +219,19 @@ fn forge(name: &str, bytes: &[u8], age: Duration) {
 
 #[test]
 fn a_creator_that_died_before_ready_is_collected_after_the_grace() {
-    let old = unique_name("cli-never-ready");
-    let fresh = unique_name("cli-initializing");
+    let old = unique_name("cli-init-old");
+    let fresh = unique_name("cli-init-fresh");
     let _u = (Unlink(old.clone()), Unlink(fresh.clone()));
     forge(&old, &unpublished_header(), Duration::from_secs(60));
     forge(&fresh, &unpublished_header(), Duration::ZERO);
     let i = json(&ringway(&["inspect", &old, "--json"]));
     assert_eq!(i["state"], "initializing");
     let done = gc_names(&json(&ringway(&[
-        "gc", "--yes", "--json", "--prefix", "rw-test-",
+        "gc",
+        "--yes",
+        "--json",
+        "--prefix",
+        "rw-test-cli-init-",
     ])));
     assert!(done.contains(&old), "{done:?}");
     // Its creator may still be at work: within the grace period, kept.
@@ -226,7 +252,7 @@ fn files_that_are_not_ringway_are_never_touched() {
     assert_eq!(code(&i), 5, "{}", String::from_utf8_lossy(&i.stderr));
     assert!(listed(&json(&ringway(&["ls", "--json"])), &name).is_none());
     assert!(!gc_names(&json(&ringway(&[
-        "gc", "--yes", "--json", "--prefix", "rw-test-"
+        "gc", "--yes", "--json", "--prefix", &name
     ])))
     .contains(&name));
     assert_eq!(code(&ringway(&["rm", "--force", &name])), 5);
@@ -306,6 +332,7 @@ fn a_short_soak_balances_its_books() {
     let v = json(&o);
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["duplicates"], 0);
+    assert_eq!(v["failed_children"], serde_json::json!([]), "{v}");
     let kills =
         v["kills"]["producers"].as_u64().unwrap() + v["kills"]["consumers"].as_u64().unwrap();
     assert!(kills >= 5, "{v}");
@@ -315,4 +342,142 @@ fn a_short_soak_balances_its_books() {
         "{v}"
     );
     assert!(v["received"].as_u64().unwrap() > 0);
+}
+
+/// Set a file's times `age` in the past (without opening it: a FIFO).
+fn age_path(path: &str, age: Duration) {
+    let t = SystemTime::now() - age;
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let ts = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    };
+    let c = std::ffi::CString::new(path).unwrap();
+    // SAFETY: `c` is a valid path and `ts` two valid timespecs for the call.
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [ts, ts].as_ptr(), 0) };
+    assert_eq!(rc, 0, "utimensat {path}");
+}
+
+fn mkfifo(path: &str) {
+    let c = std::ffi::CString::new(path).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(rc, 0, "mkfifo {path}");
+}
+
+#[test]
+fn gc_keeps_the_doorbell_of_a_live_anonymous_ring_and_removes_unheard_ones() {
+    // An anonymous ring's file is not in /dev/shm, but its consumer's
+    // doorbell is: gc must tell it from an orphan by whether anybody
+    // listens, not by whether the segment has a name.
+    let (mut tx, mut rx) = ringway::spsc::channel(4096).unwrap();
+    rx.doorbell().unwrap();
+    // Its bell is named after the memfd's (device, inode).
+    let ino = {
+        use std::os::unix::fs::MetadataExt;
+        let f = std::fs::File::from(tx.segment_fd().try_clone_to_owned().unwrap());
+        f.metadata().unwrap().ino()
+    };
+    let bells: Vec<String> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().to_string_lossy().into_owned())
+        .filter(|p| p.contains("ringway-bell-") && p.contains(&format!("-{ino}-")))
+        .collect();
+    assert!(!bells.is_empty(), "the consumer made no doorbell");
+    for b in &bells {
+        age_path(b, Duration::from_secs(3600));
+    }
+    // A FIFO nobody reads, old enough to be judged.
+    let orphan = format!("/dev/shm/ringway-bell-ffff-{}-0", std::process::id());
+    let _ = std::fs::remove_file(&orphan);
+    mkfifo(&orphan);
+    age_path(&orphan, Duration::from_secs(3600));
+
+    let g = json(&ringway(&[
+        "gc",
+        "--yes",
+        "--json",
+        "--prefix",
+        "rw-test-none-",
+    ]));
+    assert!(!gc_names(&g)
+        .iter()
+        .any(|n| bells.iter().any(|b| b.ends_with(n))));
+    for b in &bells {
+        assert!(
+            std::path::Path::new(b).exists(),
+            "gc removed the live bell {b}"
+        );
+    }
+    // (Another test's gc may have removed it first: either way, gone.)
+    assert!(
+        !std::path::Path::new(&orphan).exists(),
+        "the orphan was kept"
+    );
+    // The live bell still rings.
+    tx.send(&[9; 8]).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(rx.recv_timeout(&mut buf, LONG).unwrap(), 8);
+}
+
+/// Take (or test for) an exclusive OFD lock on the hold byte (4096), as
+/// `ringway rm`/`gc` do before unlinking: 0 on success.
+fn lock_hold_byte(f: &std::fs::File) -> i32 {
+    // SAFETY: an all-zero flock is a valid value of this plain C struct.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = 4096;
+    fl.l_len = 1;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(f);
+    // SAFETY: `fd` is open for the call; `fl` outlives it.
+    unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &mut fl as *mut libc::flock) }
+}
+
+fn open_rw(name: &str) -> std::fs::File {
+    std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap()
+}
+
+#[test]
+fn a_segment_removed_while_it_is_being_opened_is_not_opened() {
+    // A live handle keeps the hold byte shared: no remover can take it.
+    let live = unique_name("cli-race-live");
+    let _u = Unlink(live.clone());
+    let rx = ringway::mpmc::Receiver::create(&live, 8, 16).unwrap();
+    assert_ne!(
+        lock_hold_byte(&open_rw(&live)),
+        0,
+        "a live handle must hold"
+    );
+    assert!(matches!(
+        ringway::admin::remove(&live, false),
+        Err(ringway::Error::Busy { .. })
+    ));
+    drop(rx);
+
+    // A queue whose creator was killed: READY, held by nobody.
+    let name = unique_name("cli-race");
+    let _u2 = Unlink(name.clone());
+    let mut c = child("hold_mpmc").arg("NAME", &name).spawn();
+    wait_listed(&name);
+    c.kill();
+    // Act as a remover: hold the byte exclusively...
+    let file = open_rw(&name);
+    assert_eq!(lock_hold_byte(&file), 0, "nobody holds it");
+    // ...while a process opens it: it waits for the hold...
+    let n = name.clone();
+    let opener = std::thread::spawn(move || ringway::mpmc::Sender::open(&n).map(drop));
+    std::thread::sleep(Duration::from_millis(100));
+    // ...and the name goes before the remover lets go.
+    ringway::unlink(&name).unwrap();
+    drop(file);
+    match opener.join().unwrap() {
+        Err(ringway::Error::NotFound { .. }) => {}
+        other => panic!("opened a segment removed under it: {other:?}"),
+    }
 }

@@ -384,6 +384,12 @@ fn pipe_end_killed_before_commit() {
         let mut got = 0;
         let died;
         loop {
+            // Bounded: a regression in dead-peer detection fails here
+            // instead of hanging CI.
+            assert!(
+                end.poll(Some(RECOVERY)).unwrap(),
+                "no message and no disconnect within {RECOVERY:?}"
+            );
             match end.recv_bytes(None) {
                 Ok(m) => {
                     assert_eq!(unmsg(&m), (2, got));
@@ -401,8 +407,10 @@ fn pipe_end_killed_before_commit() {
         // The other direction is gone too.
         let t = Instant::now();
         loop {
-            match end.send_bytes(&[0; 64], 0, None) {
+            let tx = end.sender().unwrap();
+            match tx.send_timeout(&[0; 64], RECOVERY) {
                 Ok(()) => assert!(t.elapsed() < RECOVERY, "sends to a dead end never fail"),
+                Err(SendError::Timeout(())) => panic!("a send to a dead end waited {RECOVERY:?}"),
                 Err(SendError::Disconnected(())) => break,
                 Err(e) => panic!("{e:?}"),
             }
@@ -475,7 +483,7 @@ fn creator_killed_before_ready_every_kind() {
             .unwrap();
         file.set_modified(std::time::SystemTime::now() - admin::INIT_GRACE * 2)
             .unwrap();
-        let removed = admin::collect_prefixed("rw-test-", true).unwrap();
+        let removed = admin::collect_prefixed(&name, true).unwrap();
         assert!(removed.iter().any(|g| g.name == name), "{kind}: gc kept it");
         Producer::create(&name, 64).expect("the name is free again");
     }
@@ -531,13 +539,13 @@ fn a_queue_left_by_its_killed_creator_is_kept_while_used_and_collected_after() {
     let info = admin::inspect(&name).unwrap();
     assert_eq!((info.alive(), info.dead()), (1, 1));
     assert!(info.garbage().is_none());
-    assert!(!admin::collect_prefixed("rw-test-", true)
+    assert!(!admin::collect_prefixed(&name, true)
         .unwrap()
         .iter()
         .any(|g| g.name == name));
     drop(rx);
     // Nobody holds it now: collected.
-    assert!(admin::collect_prefixed("rw-test-", true)
+    assert!(admin::collect_prefixed(&name, true)
         .unwrap()
         .iter()
         .any(|g| g.name == name));

@@ -281,6 +281,8 @@ fn mpmc_positions_at_the_end_of_the_range_do_not_overflow() {
         (u64::MAX, u64::MAX, 0),
         (0, u64::MAX, u64::MAX - 3),
         (u64::MAX - 1, u64::MAX - 1, u64::MAX),
+        // A skipped slot at the very end: stepped over, then a wait.
+        (u64::MAX, u64::MAX, 1 << 63),
     ] {
         let name = unique_name("hostile-mpmc-pos");
         let _u = Unlink(name.clone());
@@ -294,6 +296,10 @@ fn mpmc_positions_at_the_end_of_the_range_do_not_overflow() {
             poke(&name, SLOTS + 64 * i + 8, 4);
         }
         let mut buf = [0u8; 8];
+        // The blocking paths re-read the positions while they wait (first,
+        // before a call moves them off the end of the range).
+        let _ = rx.recv_timeout(&mut buf, std::time::Duration::from_millis(30));
+        let _ = tx.send_timeout(&[7; 8], std::time::Duration::from_millis(30));
         for _ in 0..6 {
             let _ = rx.try_recv(&mut buf);
             let _ = rx.try_recv_batch(4, |m| assert!(m.len() <= 8));

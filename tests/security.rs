@@ -55,22 +55,28 @@ fn child_entry() {
 
 #[test]
 fn every_kind_is_created_0600_whatever_the_umask() {
-    // SAFETY: umask has no memory preconditions (process-wide; this test
-    // binary's other tests do not depend on it).
-    let old = unsafe { libc::umask(0) };
-    let names: Vec<String> = (0..4).map(|i| unique_name(&format!("mode{i}"))).collect();
-    let _u: Vec<Unlink> = names.iter().cloned().map(Unlink).collect();
-    let _a = Producer::create(&names[0], 64).unwrap();
-    let _b = ringway::mpmc::Sender::create(&names[1], 4, 8).unwrap();
-    let _c = ringway::pipe::Pipe::create(&names[2], true, 64).unwrap();
-    let _d = ringway::counters::CounterMap::create(&names[3], 4).unwrap();
-    // SAFETY: as above.
-    unsafe { libc::umask(old) };
-    for n in &names {
-        assert_eq!(mode_of(n), 0o600, "{n}");
-        let meta = std::fs::metadata(format!("/dev/shm/{n}")).unwrap();
-        // SAFETY: geteuid has no preconditions.
-        assert_eq!(meta.uid(), unsafe { libc::geteuid() });
+    // umask 0 would widen a careless mode; 0o277 would narrow 0600 to 0400
+    // if the creator trusted shm_open's mode instead of setting it.
+    for (k, mask) in [0, 0o277].into_iter().enumerate() {
+        // SAFETY: umask has no memory preconditions (process-wide; this
+        // test binary's other tests do not depend on it).
+        let old = unsafe { libc::umask(mask) };
+        let names: Vec<String> = (0..4)
+            .map(|i| unique_name(&format!("mode{k}-{i}")))
+            .collect();
+        let _u: Vec<Unlink> = names.iter().cloned().map(Unlink).collect();
+        let _a = Producer::create(&names[0], 64).unwrap();
+        let _b = ringway::mpmc::Sender::create(&names[1], 4, 8).unwrap();
+        let _c = ringway::pipe::Pipe::create(&names[2], true, 64).unwrap();
+        let _d = ringway::counters::CounterMap::create(&names[3], 4).unwrap();
+        // SAFETY: as above.
+        unsafe { libc::umask(old) };
+        for n in &names {
+            assert_eq!(mode_of(n), 0o600, "{n} under umask {mask:o}");
+            let meta = std::fs::metadata(format!("/dev/shm/{n}")).unwrap();
+            // SAFETY: geteuid has no preconditions.
+            assert_eq!(meta.uid(), unsafe { libc::geteuid() });
+        }
     }
 }
 

@@ -676,7 +676,9 @@ impl Receiver {
             let mut ready = || {
                 // ORDERING: Relaxed — a wake-up hint; the claim re-checks.
                 deq_w.is_none_or(|w| w.load(Ordering::Relaxed) != deq)
-                    || seq_w.is_none_or(|w| w.load(Ordering::Relaxed) & !ring::SKIPPED == deq + 1)
+                    || seq_w.is_none_or(|w| {
+                        w.load(Ordering::Relaxed) & !ring::SKIPPED == deq.wrapping_add(1)
+                    })
                     || ring::closed_bits(r, lay) & SENDERS_GONE != 0
             };
             match b.snooze(r, lay.data_wait, until.deadline(), &mut ready) {

@@ -10,7 +10,9 @@ fn fail(cmd: &str, e: &Error) -> ExitCode {
     eprintln!("ringway {cmd}: {e}");
     let hint = match e {
         Error::NotFound { .. } => Some("`ringway ls` lists the segments there are"),
-        Error::InUse { .. } => Some("stop the processes that use it, or pass --force"),
+        Error::InUse { .. } | Error::Busy { .. } => {
+            Some("stop the processes that use it, or pass --force")
+        }
         Error::Invalid { field: "magic", .. } => {
             Some("ringway only touches files that start with its magic")
         }
@@ -24,7 +26,7 @@ fn fail(cmd: &str, e: &Error) -> ExitCode {
     }
     ExitCode::from(match e {
         Error::NotFound { .. } => exit::NOT_FOUND,
-        Error::InUse { .. } => exit::IN_USE,
+        Error::InUse { .. } | Error::Busy { .. } => exit::IN_USE,
         Error::Invalid { field: "magic", .. } => exit::NOT_RINGWAY,
         _ => exit::FAILED,
     })

@@ -8,13 +8,16 @@
 //! - duplicates = 0: no message received twice;
 //! - missing <= lost <= kills: a message sent but never recorded was in a
 //!   killed consumer's hands (so the queue counted it lost), and each kill
-//!   loses at most the one message in flight in that process.
+//!   loses at most the one message in flight in that process;
+//! - no child failed: each one the soak did not kill exits 0, and each one
+//!   it meant to kill was still running (died of the SIGKILL).
 
 use crate::exit;
 use ringway::counters::CounterMap;
 use ringway::mpmc::{Receiver, Sender};
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,6 +33,9 @@ pub(crate) struct Options {
 
 const SLOTS: usize = 64;
 const MSG: usize = 16;
+/// Keys of the books: one per producer ever started (a 10-minute soak
+/// starts about 2,000).
+const BOOK_KEYS: usize = 16384;
 
 fn msg(id: u64, seq: u64) -> [u8; MSG] {
     let v = id << 32 | seq;
@@ -101,6 +107,24 @@ struct Kid {
     producer: bool,
 }
 
+impl Kid {
+    fn role(&self) -> &'static str {
+        if self.producer {
+            "producer"
+        } else {
+            "consumer"
+        }
+    }
+}
+
+impl Drop for Kid {
+    /// A soak that ends early (an error) leaves no process behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn spawn(role: &str, name: &str, arg: &str) -> Result<Child, String> {
     Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
         .args(["__soak-child", role, name, arg])
@@ -135,7 +159,8 @@ fn soak(o: &Options) -> Result<bool, String> {
     let name = format!("ringway-soak-{}", std::process::id());
     let dir = std::env::temp_dir().join(&name);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let books = CounterMap::create(&format!("{name}-books"), 4096).map_err(|e| e.to_string())?;
+    let books =
+        CounterMap::create(&format!("{name}-books"), BOOK_KEYS).map_err(|e| e.to_string())?;
     // The parent holds one end of each side, so neither closes while the
     // last of its processes is being replaced; it never sends or takes.
     // The watcher creates it (and removes the name when it drops, last).
@@ -168,19 +193,29 @@ fn soak(o: &Options) -> Result<bool, String> {
     let started = Instant::now();
     let end = started + Duration::from_secs(o.secs);
     let (mut killed_p, mut killed_c) = (0u64, 0u64);
+    // Children that failed (exited on their own, or not of our SIGKILL).
+    let mut failures: Vec<String> = Vec::new();
     let mut last_print = Instant::now();
     while Instant::now() < end {
         let pause = o.kill_every_ms / 2 + rng.below(o.kill_every_ms.max(1));
         std::thread::sleep(Duration::from_millis(pause));
         let i = rng.below(kids.len() as u64) as usize;
-        let _ = kids[i].child.kill();
-        let _ = kids[i].child.wait();
-        if kids[i].producer {
-            killed_p += 1;
-        } else {
-            killed_c += 1;
+        let k = &mut kids[i];
+        // Only a child that is still running counts as killed.
+        let status = match k.child.try_wait().map_err(|e| e.to_string())? {
+            Some(status) => status,
+            None => {
+                let _ = k.child.kill();
+                k.child.wait().map_err(|e| e.to_string())?
+            }
+        };
+        match (status.signal(), k.producer) {
+            (Some(libc::SIGKILL), true) => killed_p += 1,
+            (Some(libc::SIGKILL), false) => killed_c += 1,
+            _ => failures.push(format!("a {} ended on its own: {status}", k.role())),
         }
-        kids[i] = new_kid(kids[i].producer)?;
+        let producer = k.producer;
+        kids[i] = new_kid(producer)?;
         if !o.json && last_print.elapsed() > Duration::from_secs(10) {
             last_print = Instant::now();
             eprintln!(
@@ -195,11 +230,28 @@ fn soak(o: &Options) -> Result<bool, String> {
     books.set("stop", 1).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(60);
     for k in kids.iter_mut().filter(|k| k.producer) {
-        wait_or_kill(&mut k.child, deadline)?;
+        wait_or_kill(k, deadline, &mut failures)?;
     }
+    // A consumer killed holding a slot is reaped (and its message counted
+    // lost) when somebody checks the peers: producers lapping the ring do,
+    // but the last kills may not have been lapped. The watcher looks for
+    // a while on the still-open queue, so every dead consumer is reaped
+    // before the books are read. Whatever it takes is recorded too.
+    let mut mine = std::fs::File::create(dir.join("watcher")).map_err(|e| e.to_string())?;
+    let mut watcher = watcher;
+    let look_until = Instant::now() + Duration::from_millis(200);
+    let mut buf = [0u8; MSG];
+    while Instant::now() < look_until {
+        match watcher.try_recv(&mut buf) {
+            Ok(n) => mine.write_all(&buf[..n]).map_err(|e| e.to_string())?,
+            Err(ringway::RecvError::Empty) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(format!("the watcher: {e}")),
+        }
+    }
+    drop(mine);
     drop(keeper);
     for k in kids.iter_mut().filter(|k| !k.producer) {
-        wait_or_kill(&mut k.child, deadline)?;
+        wait_or_kill(k, deadline, &mut failures)?;
     }
     let secs = started.elapsed().as_secs_f64();
     let lost = watcher.lost();
@@ -250,7 +302,7 @@ fn soak(o: &Options) -> Result<bool, String> {
     let _ = std::fs::remove_dir_all(&dir);
     drop(books);
     let kills = killed_p + killed_c;
-    let ok = dups == 0 && torn == 0 && missing <= lost && lost <= kills;
+    let ok = dups == 0 && torn == 0 && missing <= lost && lost <= kills && failures.is_empty();
     let received = seen.len() as u64;
     if o.json {
         println!(
@@ -268,6 +320,7 @@ fn soak(o: &Options) -> Result<bool, String> {
                 "missing": missing,
                 "duplicates": dups,
                 "torn": torn,
+                "failed_children": failures,
                 "ok": ok,
             })
         );
@@ -289,20 +342,33 @@ fn soak(o: &Options) -> Result<bool, String> {
         println!("  missing            {missing}   (sent, never received: must be <= lost)");
         println!("  duplicates         {dups}   (must be 0)");
         println!("  torn               {torn}   (must be 0)");
+        println!("  failed children    {}   (must be 0)", failures.len());
+        for f in failures.iter().take(5) {
+            println!("    {f}");
+        }
         println!("  {}", if ok { "OK" } else { "FAILED" });
     }
     Ok(ok)
 }
 
-fn wait_or_kill(c: &mut Child, deadline: Instant) -> Result<(), String> {
+/// Wait for a child told to stop; one that fails, or does not finish
+/// within the deadline (then killed), is a failure.
+fn wait_or_kill(k: &mut Kid, deadline: Instant, failures: &mut Vec<String>) -> Result<(), String> {
     loop {
-        if c.try_wait().map_err(|e| e.to_string())?.is_some() {
+        if let Some(status) = k.child.try_wait().map_err(|e| e.to_string())? {
+            if !status.success() {
+                failures.push(format!("a {} ended badly: {status}", k.role()));
+            }
             return Ok(());
         }
         if Instant::now() > deadline {
-            let _ = c.kill();
-            let _ = c.wait();
-            return Err("a child did not finish within 60 s of the end".into());
+            let _ = k.child.kill();
+            let _ = k.child.wait();
+            failures.push(format!(
+                "a {} did not finish within 60 s of the end",
+                k.role()
+            ));
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(5));
     }
