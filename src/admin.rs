@@ -245,7 +245,7 @@ pub fn inspect(name: &str) -> Result<SegmentInfo> {
         info.state = State::Invalid(format!("unknown kind {}", header.kind));
         return Ok(info);
     };
-    let seg = match Segment::open(name, kind, validator(kind)) {
+    let seg = match Segment::open_unheld(name, kind, validator(kind)) {
         Ok(s) => s,
         Err(e) => {
             info.state = State::Invalid(e.to_string());
@@ -393,6 +393,12 @@ fn fields(seg: &Segment, kind: Kind) -> Vec<(&'static str, u64)> {
 /// Every ringway segment in `/dev/shm` this user can read, by name. Files
 /// that are not ringway's (or that vanish while listed) are skipped.
 pub fn list() -> Result<Vec<SegmentInfo>> {
+    list_prefixed("")
+}
+
+/// [`list`], for the names that start with `prefix` only (the others are
+/// not even opened).
+fn list_prefixed(prefix: &str) -> Result<Vec<SegmentInfo>> {
     let dir = std::fs::read_dir(SHM_DIR).map_err(|source| Error::Io {
         op: "read_dir",
         segment: SHM_DIR.to_owned(),
@@ -403,7 +409,7 @@ pub fn list() -> Result<Vec<SegmentInfo>> {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+        if !name.starts_with(prefix) || !entry.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }
         match inspect(&name) {
@@ -442,9 +448,11 @@ pub fn remove(name: &str, force: bool) -> Result<()> {
         segment: name.to_owned(),
         source,
     };
+    // A write lock needs a descriptor open for writing; `--force` takes
+    // none, so it needs no write permission.
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .write(true)
+        .write(!force)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&path)
         .map_err(|e| match e.raw_os_error() {
@@ -477,12 +485,15 @@ pub fn remove(name: &str, force: bool) -> Result<()> {
             return Err(busy());
         }
     }
-    if std::fs::symlink_metadata(&path)
-        .map_err(|e| io("lstat", e))?
-        .ino()
-        != ino
-    {
-        return Err(busy());
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.ino() == ino => {}
+        Ok(_) => return Err(busy()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            return Err(Error::NotFound {
+                segment: name.to_owned(),
+            })
+        }
+        Err(e) => return Err(io("lstat", e)),
     }
     segment::unlink(name)?;
     for bell in bells()? {
@@ -571,8 +582,7 @@ pub fn collect(act: bool) -> Result<Vec<Garbage>> {
 /// (doorbells: every one nobody listens on, whatever its segment was
 /// called).
 pub fn collect_prefixed(prefix: &str, act: bool) -> Result<Vec<Garbage>> {
-    let mut segs = list()?;
-    segs.retain(|s| s.name.starts_with(prefix));
+    let segs = list_prefixed(prefix)?;
     let mut out = Vec::new();
     for s in &segs {
         if let Some(reason) = s.garbage() {

@@ -179,18 +179,19 @@ impl Segment {
             }
             e
         };
-        // Hold the file before it has a size: until then `inspect` sees no
-        // magic and leaves it alone; from then on `gc` sees it held.
-        let lock = private_ofd(&file, &dname).map_err(cleanup)?;
-        take_hold(&lock, &dname).map_err(cleanup)?;
         let fd = file.as_raw_fd();
         if name.is_some() {
-            // shm_open applied the umask; set exactly what was asked.
+            // shm_open applied the umask; set exactly what was asked (before
+            // the file is opened again below, which needs read and write).
             // SAFETY: `fd` is open.
             if unsafe { libc::fchmod(fd, mode as libc::mode_t) } != 0 {
                 return Err(cleanup(io_err("fchmod", &dname)));
             }
         }
+        // Hold the file before it has a size: until then `inspect` sees no
+        // magic and leaves it alone; from then on `gc` sees it held.
+        let lock = private_ofd(&file, &dname).map_err(cleanup)?;
+        take_hold(&lock, &dname).map_err(cleanup)?;
         // SAFETY: `fd` is open.
         if unsafe { libc::ftruncate(fd, total as libc::off_t) } != 0 {
             return Err(cleanup(io_err("ftruncate", &dname)));
@@ -261,6 +262,17 @@ impl Segment {
 
     /// Open a named segment and validate it as `kind`.
     pub(crate) fn open(name: &str, kind: Kind, validate: Validator) -> Result<Segment> {
+        Self::open_named(name, kind, validate, true)
+    }
+
+    /// [`open`](Self::open) without taking the hold byte: for a look that
+    /// must not keep `rm`/`gc` from removing the segment (`inspect`; a
+    /// mapping outlives the name, so the look needs no protection).
+    pub(crate) fn open_unheld(name: &str, kind: Kind, validate: Validator) -> Result<Segment> {
+        Self::open_named(name, kind, validate, false)
+    }
+
+    fn open_named(name: &str, kind: Kind, validate: Validator, hold: bool) -> Result<Segment> {
         let c = validate_name(name)?;
         let flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         // SAFETY: `c` is a valid NUL-terminated string.
@@ -280,7 +292,7 @@ impl Segment {
         }
         // SAFETY: `fd` was just returned by shm_open.
         let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        Self::from_file(file, Some(name), kind, validate)
+        Self::from_file(file, Some(name), kind, validate, hold)
     }
 
     /// Open the segment behind `fd` (a memfd inherited from a parent, or a
@@ -298,7 +310,7 @@ impl Segment {
                 source,
             })?;
         check_seals(&file, fd)?;
-        Self::from_file(file, None, kind, validate)
+        Self::from_file(file, None, kind, validate, true)
     }
 
     fn from_file(
@@ -306,6 +318,7 @@ impl Segment {
         name: Option<&str>,
         kind: Kind,
         validate: Validator,
+        hold: bool,
     ) -> Result<Segment> {
         let dname = display_name(name).to_owned();
         let invalid = |field: &'static str, detail: String| Error::Invalid {
@@ -314,8 +327,10 @@ impl Segment {
             detail,
         };
         let lock = private_ofd(&file, &dname)?;
-        take_hold(&lock, &dname)?;
-        if name.is_some() && file.metadata().is_ok_and(|m| m.nlink() == 0) {
+        if hold {
+            take_hold(&lock, &dname)?;
+        }
+        if hold && name.is_some() && file.metadata().is_ok_and(|m| m.nlink() == 0) {
             // `rm`/`gc` removed the name between our shm_open and our hold.
             return Err(Error::NotFound { segment: dname });
         }

@@ -443,6 +443,16 @@ fn open_rw(name: &str) -> std::fs::File {
         .unwrap()
 }
 
+/// How many of this process's descriptors are open on segment `name`.
+fn fds_on(name: &str) -> usize {
+    let target = std::path::PathBuf::from(format!("/dev/shm/{name}"));
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == target))
+        .count()
+}
+
 #[test]
 fn a_segment_removed_while_it_is_being_opened_is_not_opened() {
     // A live handle keeps the hold byte shared: no remover can take it.
@@ -472,7 +482,14 @@ fn a_segment_removed_while_it_is_being_opened_is_not_opened() {
     // ...while a process opens it: it waits for the hold...
     let n = name.clone();
     let opener = std::thread::spawn(move || ringway::mpmc::Sender::open(&n).map(drop));
-    std::thread::sleep(Duration::from_millis(100));
+    // (Wait until it has the file open: this test's descriptor and the
+    // opener's, at least.)
+    let deadline = Instant::now() + LONG;
+    while fds_on(&name) < 2 {
+        assert!(Instant::now() < deadline, "the opener never opened it");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20));
     // ...and the name goes before the remover lets go.
     ringway::unlink(&name).unwrap();
     drop(file);

@@ -24,6 +24,34 @@ fn mode_of(name: &str) -> u32 {
 fn child_entry() {
     let Some(role) = common::role() else { return };
     match role.as_str() {
+        // Under umask MASK (as `nobody` when root, so the file's mode
+        // binds), create every kind and check it is 0600.
+        "umask_modes" => {
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } == 0 {
+                // SAFETY: plain syscalls; this child does nothing else first.
+                assert_eq!(unsafe { libc::setgid(65534) }, 0, "setgid");
+                // SAFETY: as above.
+                assert_eq!(unsafe { libc::setuid(65534) }, 0, "setuid");
+            }
+            // SAFETY: umask has no memory preconditions; this process
+            // runs nothing else.
+            unsafe { libc::umask(common::arg_u64("MASK") as libc::mode_t) };
+            let names: Vec<String> = (0..4)
+                .map(|i| format!("{}-{i}", common::arg("NAME")))
+                .collect();
+            let _u: Vec<Unlink> = names.iter().cloned().map(Unlink).collect();
+            let _a = Producer::create(&names[0], 64).unwrap();
+            let _b = ringway::mpmc::Sender::create(&names[1], 4, 8).unwrap();
+            let _c = ringway::pipe::Pipe::create(&names[2], true, 64).unwrap();
+            let _d = ringway::counters::CounterMap::create(&names[3], 4).unwrap();
+            for n in &names {
+                assert_eq!(mode_of(n), 0o600, "{n}");
+                let meta = std::fs::metadata(format!("/dev/shm/{n}")).unwrap();
+                // SAFETY: geteuid has no preconditions.
+                assert_eq!(meta.uid(), unsafe { libc::geteuid() });
+            }
+        }
         // Become another user, then try every kind of open.
         "other_user" => {
             let uid = common::arg_u64("UID") as libc::uid_t;
@@ -56,27 +84,16 @@ fn child_entry() {
 #[test]
 fn every_kind_is_created_0600_whatever_the_umask() {
     // umask 0 would widen a careless mode; 0o277 would narrow 0600 to 0400
-    // if the creator trusted shm_open's mode instead of setting it.
-    for (k, mask) in [0, 0o277].into_iter().enumerate() {
-        // SAFETY: umask has no memory preconditions (process-wide; this
-        // test binary's other tests do not depend on it).
-        let old = unsafe { libc::umask(mask) };
-        let names: Vec<String> = (0..4)
-            .map(|i| unique_name(&format!("mode{k}-{i}")))
-            .collect();
-        let _u: Vec<Unlink> = names.iter().cloned().map(Unlink).collect();
-        let _a = Producer::create(&names[0], 64).unwrap();
-        let _b = ringway::mpmc::Sender::create(&names[1], 4, 8).unwrap();
-        let _c = ringway::pipe::Pipe::create(&names[2], true, 64).unwrap();
-        let _d = ringway::counters::CounterMap::create(&names[3], 4).unwrap();
-        // SAFETY: as above.
-        unsafe { libc::umask(old) };
-        for n in &names {
-            assert_eq!(mode_of(n), 0o600, "{n} under umask {mask:o}");
-            let meta = std::fs::metadata(format!("/dev/shm/{n}")).unwrap();
-            // SAFETY: geteuid has no preconditions.
-            assert_eq!(meta.uid(), unsafe { libc::geteuid() });
-        }
+    // if the creator trusted shm_open's mode instead of setting it (and a
+    // creator that reopens its file before setting it would fail). Each in
+    // a child: the umask is process-wide and the other tests run in
+    // parallel.
+    for (k, mask) in [0u32, 0o277].into_iter().enumerate() {
+        child("umask_modes")
+            .arg("NAME", unique_name(&format!("mode{k}")))
+            .arg("MASK", mask)
+            .spawn()
+            .expect_success(Duration::from_secs(30));
     }
 }
 

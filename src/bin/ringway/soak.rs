@@ -15,8 +15,8 @@
 use crate::exit;
 use ringway::counters::CounterMap;
 use ringway::mpmc::{Receiver, Sender};
-use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
+use std::collections::HashMap;
+use std::io::{BufRead, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -33,9 +33,10 @@ pub(crate) struct Options {
 
 const SLOTS: usize = 64;
 const MSG: usize = 16;
-/// Keys of the books: one per producer ever started (a 10-minute soak
-/// starts about 2,000).
-const BOOK_KEYS: usize = 16384;
+/// The queue's peer slots: every child and the soak's own two handles.
+const PEER_SLOTS: usize = 64;
+/// The most keys the books may have (128 bytes each).
+const MAX_BOOK_KEYS: u64 = 1 << 20;
 
 fn msg(id: u64, seq: u64) -> [u8; MSG] {
     let v = id << 32 | seq;
@@ -68,7 +69,7 @@ fn producer(name: &str, id: &str) -> Result<(), String> {
         .counter(&format!("sent-{id}"))
         .map_err(|e| e.to_string())?;
     let stop = map.counter("stop").map_err(|e| e.to_string())?;
-    let mut tx = Sender::open(name).map_err(|e| e.to_string())?;
+    let mut tx = open_retry(|| Sender::open(name))?;
     let mut seq = 0;
     while stop.get() == 0 {
         match tx.send_timeout(&msg(id, seq), Duration::from_millis(100)) {
@@ -84,7 +85,7 @@ fn producer(name: &str, id: &str) -> Result<(), String> {
 }
 
 fn consumer(name: &str, out: &str) -> Result<(), String> {
-    let mut rx = Receiver::open(name).map_err(|e| e.to_string())?;
+    let mut rx = open_retry(|| Receiver::open(name))?;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -98,6 +99,20 @@ fn consumer(name: &str, out: &str) -> Result<(), String> {
             }
             Err(ringway::RecvError::Disconnected) => return Ok(()),
             Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Open an end, waiting (up to 10 s) while the peer slots are full: the
+/// slot of the process this one replaces is free once its death is reaped.
+fn open_retry<T>(open: impl Fn() -> ringway::Result<T>) -> Result<T, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match open() {
+            Err(ringway::Error::TooManyPeers { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other.map_err(|e| e.to_string()),
         }
     }
 }
@@ -156,11 +171,27 @@ pub(crate) fn run(o: &Options) -> ExitCode {
 }
 
 fn soak(o: &Options) -> Result<bool, String> {
+    if o.producers == 0 || o.consumers == 0 || o.producers + o.consumers + 2 > PEER_SLOTS {
+        return Err(format!(
+            "--producers and --consumers: at least 1 each, at most {} together \
+             (the queue has {PEER_SLOTS} peer slots, two of them the soak's own)",
+            PEER_SLOTS - 2
+        ));
+    }
+    // One key per producer ever started: at most one kill per half period.
+    let book_keys = o.producers as u64 + o.secs * 1000 / (o.kill_every_ms / 2).max(1) + 64;
+    if book_keys > MAX_BOOK_KEYS {
+        return Err(format!(
+            "{} s with a kill every ~{} ms may start {book_keys} producers, more than \
+             the books hold ({MAX_BOOK_KEYS}): raise --kill-every-ms or lower --secs",
+            o.secs, o.kill_every_ms
+        ));
+    }
     let name = format!("ringway-soak-{}", std::process::id());
     let dir = std::env::temp_dir().join(&name);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let books =
-        CounterMap::create(&format!("{name}-books"), BOOK_KEYS).map_err(|e| e.to_string())?;
+    let books = CounterMap::create(&format!("{name}-books"), book_keys as usize)
+        .map_err(|e| e.to_string())?;
     // The parent holds one end of each side, so neither closes while the
     // last of its processes is being replaced; it never sends or takes.
     // The watcher creates it (and removes the name when it drops, last).
@@ -261,31 +292,36 @@ fn soak(o: &Options) -> Result<bool, String> {
         .unwrap_or(0);
     drop(watcher);
 
-    // The books.
-    let mut seen: HashSet<u64> = HashSet::new();
+    // The books: every record file, streamed (a 10-minute soak writes
+    // gigabytes), into one bitset of sequence numbers per producer.
+    let mut seen = Seen::default();
     let mut dups = 0u64;
     let mut torn = 0u64;
-    let mut top: HashMap<u64, u64> = HashMap::new();
     for e in std::fs::read_dir(&dir)
         .map_err(|e| e.to_string())?
         .flatten()
     {
-        let mut b = Vec::new();
-        std::fs::File::open(e.path())
-            .and_then(|mut f| f.read_to_end(&mut b))
-            .map_err(|e| e.to_string())?;
-        for m in b.chunks(MSG) {
-            let v = u64::from_le_bytes(m[..8].try_into().unwrap_or_default());
-            if m.len() != MSG || m[8..] != (!v).to_le_bytes() {
+        let f = std::fs::File::open(e.path()).map_err(|e| e.to_string())?;
+        let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+        let mut m = [0u8; MSG];
+        loop {
+            match r.read_exact(&mut m) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(e.to_string()),
+            }
+            let v = u64::from_le_bytes(m[..8].try_into().expect("8 bytes"));
+            if m[8..] != (!v).to_le_bytes() {
                 torn += 1;
                 continue;
             }
-            if !seen.insert(v) {
+            if !seen.insert(v >> 32, v & 0xffff_ffff) {
                 dups += 1;
             }
-            let (id, seq) = (v >> 32, v & 0xffff_ffff);
-            let t = top.entry(id).or_insert(0);
-            *t = (*t).max(seq + 1);
+        }
+        // A record cut short at the end of a file.
+        if !r.fill_buf().map_err(|e| e.to_string())?.is_empty() {
+            torn += 1;
         }
     }
     let mut sent_total = 0u64;
@@ -293,17 +329,15 @@ fn soak(o: &Options) -> Result<bool, String> {
     for id in 1..=next_id {
         let counted = books.get(&format!("sent-{id}")).ok().flatten().unwrap_or(0) as u64;
         // A producer killed between a send and its count sent one more.
-        let sent = counted.max(top.get(&id).copied().unwrap_or(0));
+        let sent = counted.max(seen.top(id));
         sent_total += sent;
-        missing += (0..sent)
-            .filter(|s| !seen.contains(&(id << 32 | s)))
-            .count() as u64;
+        missing += seen.missing_below(id, sent);
     }
     let _ = std::fs::remove_dir_all(&dir);
     drop(books);
     let kills = killed_p + killed_c;
     let ok = dups == 0 && torn == 0 && missing <= lost && lost <= kills && failures.is_empty();
-    let received = seen.len() as u64;
+    let received = seen.count;
     if o.json {
         println!(
             "{}",
@@ -353,6 +387,55 @@ fn soak(o: &Options) -> Result<bool, String> {
 
 /// Wait for a child told to stop; one that fails, or does not finish
 /// within the deadline (then killed), is a failure.
+/// Which `(producer, seq)` were received: a bitset per producer.
+#[derive(Default)]
+struct Seen {
+    bits: HashMap<u64, Vec<u64>>,
+    count: u64,
+}
+
+impl Seen {
+    /// Mark one; `false` if it was marked already (a duplicate).
+    fn insert(&mut self, id: u64, seq: u64) -> bool {
+        let v = self.bits.entry(id).or_default();
+        let (w, b) = ((seq / 64) as usize, seq % 64);
+        if v.len() <= w {
+            v.resize(w + 1, 0);
+        }
+        let fresh = v[w] & (1 << b) == 0;
+        v[w] |= 1 << b;
+        self.count += u64::from(fresh);
+        fresh
+    }
+
+    /// One past the highest seq received from `id`.
+    fn top(&self, id: u64) -> u64 {
+        let Some(v) = self.bits.get(&id) else {
+            return 0;
+        };
+        v.iter()
+            .rposition(|&w| w != 0)
+            .map_or(0, |i| i as u64 * 64 + 64 - u64::from(v[i].leading_zeros()))
+    }
+
+    /// How many of `id`'s seqs below `sent` were never received.
+    fn missing_below(&self, id: u64, sent: u64) -> u64 {
+        let v = self.bits.get(&id).map_or(&[][..], |v| &v[..]);
+        let got: u64 = (0..sent.div_ceil(64))
+            .map(|w| {
+                let word = v.get(w as usize).copied().unwrap_or(0);
+                let keep = if (w + 1) * 64 <= sent {
+                    u64::MAX
+                } else {
+                    (1u64 << (sent % 64)) - 1
+                };
+                u64::from((word & keep).count_ones())
+            })
+            .sum();
+        sent - got
+    }
+}
+
 fn wait_or_kill(k: &mut Kid, deadline: Instant, failures: &mut Vec<String>) -> Result<(), String> {
     loop {
         if let Some(status) = k.child.try_wait().map_err(|e| e.to_string())? {
@@ -371,5 +454,30 @@ fn wait_or_kill(k: &mut Kid, deadline: Instant, failures: &mut Vec<String>) -> R
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Seen;
+
+    #[test]
+    fn the_books_count_duplicates_tops_and_gaps() {
+        let mut s = Seen::default();
+        for seq in (0..200).filter(|q| q % 7 != 3) {
+            assert!(s.insert(5, seq));
+        }
+        assert!(!s.insert(5, 11), "a second receipt is a duplicate");
+        assert_eq!(s.count, 200 - 29);
+        assert_eq!(s.top(5), 199, "199 is a gap");
+        assert_eq!(s.top(6), 0);
+        // Gaps at 3, 10, 17, ...: 9 below 64, 29 below 200; none below 3.
+        assert_eq!(s.missing_below(5, 3), 0);
+        assert_eq!(s.missing_below(5, 64), 9);
+        assert_eq!(s.missing_below(5, 200), 29);
+        // Sent but never seen at all; sent beyond what was seen.
+        assert_eq!(s.missing_below(6, 130), 130);
+        assert_eq!(s.missing_below(5, 256), 29 + 56);
+        assert_eq!(s.missing_below(5, 0), 0);
     }
 }
