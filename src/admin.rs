@@ -48,8 +48,8 @@ pub enum State {
 pub struct PeerInfo {
     /// Slot index (the byte its owner locks).
     pub slot: u32,
-    /// The kind's role code (spsc: 0 producer, 1 consumer; mpmc: 0
-    /// receiver-side, 1 sender; pipe: the end).
+    /// The kind's role code (spsc: 0 producer, 1 consumer; mpmc: 1
+    /// sender, 2 receiver; pipe: 0 for end 1, 1 for end 2).
     pub role: u32,
     /// The pid recorded at attach (display only: pids are reused).
     pub pid: u32,

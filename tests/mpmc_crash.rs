@@ -74,6 +74,16 @@ fn child_entry() {
     exit_child(0);
 }
 
+/// Receivers attached and alive on queue `name` (role 2 in mpmc's table).
+fn receivers_alive(name: &str) -> usize {
+    ringway::admin::inspect(name).map_or(0, |i| {
+        i.peers
+            .iter()
+            .filter(|p| p.role == 2 && p.liveness == ringway::Liveness::Alive)
+            .count()
+    })
+}
+
 struct Run {
     name: String,
     _u: Unlink,
@@ -110,6 +120,14 @@ impl Run {
         }
         self.receivers.push(b.spawn());
         self.outs.push(out);
+        // Wait until it is attached: a receiver still starting when the
+        // senders finish would get nothing (and never reach its failpoint).
+        let want = self.receivers.len();
+        let deadline = Instant::now() + LONG;
+        while receivers_alive(&self.name) < want {
+            assert!(Instant::now() < deadline, "receiver never attached");
+            std::thread::sleep(Duration::from_millis(2));
+        }
         self.receivers.len() - 1
     }
     fn sender(&mut self, p: u64, n: u64, failpoint: Option<&str>) -> usize {
