@@ -385,8 +385,6 @@ fn soak(o: &Options) -> Result<bool, String> {
     Ok(ok)
 }
 
-/// Wait for a child told to stop; one that fails, or does not finish
-/// within the deadline (then killed), is a failure.
 /// Which `(producer, seq)` were received: a bitset per producer.
 #[derive(Default)]
 struct Seen {
@@ -436,6 +434,8 @@ impl Seen {
     }
 }
 
+/// Wait for a child told to stop; one that fails, or does not finish
+/// within the deadline (then killed), is a failure.
 fn wait_or_kill(k: &mut Kid, deadline: Instant, failures: &mut Vec<String>) -> Result<(), String> {
     loop {
         if let Some(status) = k.child.try_wait().map_err(|e| e.to_string())? {
