@@ -137,6 +137,25 @@ mod std_region {
             Some(unsafe { AtomicU32::from_ptr(self.ptr.as_ptr().wrapping_add(off).cast()) })
         }
 
+        /// Hint the CPU to fetch the cache line holding `off` (no effect if
+        /// `off` is outside the region). A hint only: it reads nothing into
+        /// the program and cannot fault.
+        #[inline(always)]
+        pub(crate) fn prefetch(&self, off: usize) {
+            if off >= self.len {
+                return;
+            }
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `_mm_prefetch` is a hint that never faults and reads
+            // nothing into the program; the address is inside the region
+            // (checked above) anyway.
+            unsafe {
+                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                    self.ptr.as_ptr().wrapping_add(off).cast::<i8>(),
+                )
+            };
+        }
+
         /// Copy `src` into the region at `off`.
         #[inline]
         pub(crate) fn write(&self, off: usize, src: &[u8]) -> Option<()> {
@@ -304,6 +323,7 @@ mod loom_region {
             }
             Some(())
         }
+        pub(crate) fn prefetch(&self, _off: usize) {}
         pub(crate) fn zero(&self, off: usize, len: usize) -> Option<()> {
             if !in_bounds(self.len, off, len, 1) {
                 return None;

@@ -101,8 +101,11 @@ impl WaitCell {
 mod membarrier {
     use std::sync::OnceLock;
 
-    const CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 3;
-    const CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 4;
+    // linux/membarrier.h. (1 << 3 and 1 << 4 are the PRIVATE_EXPEDITED
+    // pair, which reaches only this process's threads: used here once by
+    // mistake, a waker in another process got no barrier.)
+    const CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
+    const CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
 
     fn call(cmd: libc::c_int) -> bool {
         // SAFETY: membarrier takes two integers and touches no memory of
@@ -532,5 +535,39 @@ mod loom_tests {
             let rang = t.join().unwrap();
             assert!(seen || rang, "a publish nobody heard of");
         });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::process::Command;
+
+    /// Set in the child of `membarrier_reaches_other_processes`.
+    const CHILD: &str = "RINGWAY_MEMBARRIER_CHILD";
+
+    /// The barrier a sleeper sends must be the global one: it needs no
+    /// registration of the caller (the private one fails with EPERM in an
+    /// unregistered process), so a fresh process can send it. Runs in a
+    /// child, because this test process may have registered already.
+    #[test]
+    fn membarrier_reaches_other_processes() {
+        if std::env::var_os(CHILD).is_some() {
+            assert!(super::membarrier::global(), "global barrier refused");
+            assert!(super::membarrier::register(), "registration refused");
+            assert!(super::membarrier::global());
+            return;
+        }
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "wait::tests::membarrier_reaches_other_processes"])
+            .args(["--test-threads", "1", "--nocapture"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "child: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
     }
 }

@@ -782,7 +782,7 @@ impl Consumer {
         let mut backoff: Option<Backoff> = None;
         loop {
             let r = seg.region();
-            if let Some(m) = self.core.peek(r).map_err(|e| self.seg.named(e))? {
+            if let Some(m) = self.core.peek_waiting(r).map_err(|e| self.seg.named(e))? {
                 return Ok(m);
             }
             // Empty: give the consumed space back before waiting, so a
@@ -790,7 +790,7 @@ impl Consumer {
             self.core.release(r).map_err(|e| self.seg.named(e))?;
             if ring::closed_bits(r, &lay) & PRODUCER_CLOSED != 0 {
                 // Frames published before the close are visible now.
-                match self.core.peek(r).map_err(|e| self.seg.named(e))? {
+                match self.core.peek_waiting(r).map_err(|e| self.seg.named(e))? {
                     Some(m) => return Ok(m),
                     None => return Err(RecvError::Disconnected),
                 }
