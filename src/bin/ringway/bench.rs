@@ -9,6 +9,7 @@
 //! end bytes, so a run that lost, duplicated or tore a message gives no
 //! figure.
 
+use crate::check;
 use crate::floor;
 use crate::report::{self, Cell, Sheet};
 use std::io::{BufRead, BufReader, Write};
@@ -71,6 +72,8 @@ pub(crate) struct Options {
     pub(crate) spin: bool,
     pub(crate) baseline: Option<String>,
     pub(crate) quiet: bool,
+    /// Check BENCH.md's targets after the tables.
+    pub(crate) check: bool,
 }
 
 fn fd_pair(kind: &str) -> (OwnedFd, OwnedFd) {
@@ -1027,7 +1030,8 @@ fn measure_once(opts: &Options, py: bool, progress: &mut dyn FnMut(&str, &str)) 
 }
 
 /// Run the benchmark `opts.repeat` times and print the merged tables.
-pub(crate) fn run(opts: &Options) -> Result<(), String> {
+/// With `opts.check`, the number of BENCH.md targets not met (else 0).
+pub(crate) fn run(opts: &Options) -> Result<usize, String> {
     set_config(opts);
     let py_wanted = opts.row_wanted("python", "python");
     let py = py_wanted && have_python();
@@ -1076,6 +1080,7 @@ pub(crate) fn run(opts: &Options) -> Result<(), String> {
             py_wanted && !py,
             sheet.placement(&runs),
         );
+        print_run_placements(&runs, opts.markdown);
     }
     if let Some(dir) = &opts.plot {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -1096,15 +1101,24 @@ pub(crate) fn run(opts: &Options) -> Result<(), String> {
                 .map(|e| format!("{} / {}: {e}", m.label, m.col))
         })
         .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
+    if !failed.is_empty() {
+        return Err(format!(
             "{} figure(s) failed:\n  {}",
             failed.len(),
             failed.join("\n  ")
-        ))
+        ));
     }
+    if !opts.check {
+        return Ok(0);
+    }
+    let (table, missed) = check::check(&sheet);
+    if opts.markdown {
+        println!("\n**Targets (BENCH.md), this run**\n");
+    } else {
+        println!("\nTargets (BENCH.md), this run");
+    }
+    print!("{table}");
+    Ok(missed)
 }
 
 /// The steps [`measure_once`] will take, without running them (for the
@@ -1361,6 +1375,49 @@ fn print_all(
             Err(e) => note(&format!("Idle: measurement FAILED ({e})")),
         }
     }
+}
+
+/// One line labelling each run's CPU placement (fast or slow), from the
+/// cache-line probes taken before its T and L figures. BENCH.md's machines
+/// have a ~211 ns cache-line round trip in fast placement: when even the
+/// fastest probe is far above that, every run may have been slow.
+fn print_run_placements(runs: &[Vec<Cell>], md: bool) {
+    const REFERENCE_NS: f64 = 211.0;
+    let p = Sheet::run_placements(runs);
+    let parts: Vec<String> = p
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            p.map(|(ns, fast)| {
+                format!(
+                    "run {} {} (cache line p50 {ns:.0} ns)",
+                    i + 1,
+                    if fast { "fast" } else { "SLOW" }
+                )
+            })
+        })
+        .collect();
+    if parts.is_empty() {
+        return;
+    }
+    let fastest = p
+        .iter()
+        .flatten()
+        .map(|x| x.0)
+        .fold(f64::INFINITY, f64::min);
+    let caveat = if fastest > REFERENCE_NS * report::SLOW {
+        format!(
+            " Even the fastest run is over {:.1}x BENCH.md's fast-placement {REFERENCE_NS:.0} ns: all may be slow; do not quote these ratios.",
+            report::SLOW
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "{}Placement per run: {}.{caveat}",
+        if md { "\n" } else { "" },
+        parts.join(", ")
+    );
 }
 
 /// A table of `table`'s rates, each divided by every base.

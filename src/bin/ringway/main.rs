@@ -4,6 +4,7 @@
 
 mod admin;
 mod bench;
+mod check;
 mod child;
 mod floor;
 #[cfg(feature = "peers")]
@@ -32,11 +33,15 @@ pub(crate) mod exit {
     pub(crate) const IN_USE: u8 = 4;
     /// The file is not a ringway segment.
     pub(crate) const NOT_RINGWAY: u8 = 5;
+    /// `bench --check`: a BENCH.md target was missed (or measured only in
+    /// a slow CPU placement).
+    pub(crate) const TARGET_MISSED: u8 = 6;
 }
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success, 1 failure, 2 bad arguments, 3 no such segment,
-4 segment in use by a live process, 5 not a ringway segment.";
+4 segment in use by a live process, 5 not a ringway segment,
+6 a BENCH.md target missed (bench --check).";
 
 /// Lock-free shared-memory rings between processes: benchmark, demos, and
 /// the segments in /dev/shm.
@@ -173,6 +178,12 @@ struct BenchArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+    /// After the tables, check BENCH.md's targets (ratios of this run's
+    /// figures) and exit 6 if any is missed or was measured only while the
+    /// CPUs were placed far apart. The gate for hot-path changes; run it by
+    /// hand (these machines are too noisy for a CI timing gate).
+    #[arg(long, conflicts_with = "json")]
+    check: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,9 +227,14 @@ fn main() -> ExitCode {
                 spin: b.mode == Mode::Spin,
                 baseline: b.baseline,
                 quiet: b.quiet,
+                check: b.check,
             };
             match bench::run(&opts) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(0) => ExitCode::SUCCESS,
+                Ok(missed) => {
+                    eprintln!("ringway bench --check: {missed} target(s) not met");
+                    ExitCode::from(exit::TARGET_MISSED)
+                }
                 Err(e) => {
                     eprintln!("ringway bench: {e}");
                     ExitCode::from(exit::FAILED)

@@ -149,6 +149,32 @@ impl Sheet {
         (slow, probes.len(), fastest)
     }
 
+    /// Each run's placement: the median of its cache-line probes (ns), and
+    /// whether that is within [`SLOW`] of the sheet's fastest probe.
+    pub(crate) fn run_placements(runs: &[Vec<Cell>]) -> Vec<Option<(f64, bool)>> {
+        let fastest = runs
+            .iter()
+            .flatten()
+            .filter(|c| c.table == "probe")
+            .filter_map(|c| c.val.as_ref().ok().copied())
+            .fold(f64::INFINITY, f64::min);
+        runs.iter()
+            .map(|run| {
+                let mut p: Vec<f64> = run
+                    .iter()
+                    .filter(|c| c.table == "probe")
+                    .filter_map(|c| c.val.as_ref().ok().copied())
+                    .collect();
+                if p.is_empty() {
+                    return None;
+                }
+                p.sort_by(f64::total_cmp);
+                let med = p[p.len() / 2];
+                Some((med, med <= fastest * SLOW))
+            })
+            .collect()
+    }
+
     /// The median of the first row of `table` whose label contains `part`.
     pub(crate) fn find(&self, table: &str, part: &str, col: &str) -> Option<f64> {
         self.0
@@ -545,6 +571,23 @@ mod tests {
         let m = s.entry("T", "x", "T64").unwrap();
         assert!(m.slow);
         assert_eq!(m.val.as_ref().unwrap().n, 2);
+    }
+
+    #[test]
+    fn each_run_is_labelled_by_its_median_probe() {
+        let probe = |v: f64| Cell {
+            table: "probe",
+            label: "x".into(),
+            col: "T64",
+            val: Ok(v),
+        };
+        let runs = vec![
+            vec![probe(200.0), probe(210.0), probe(900.0)],
+            vec![probe(390.0), probe(400.0)],
+            vec![],
+        ];
+        let p = Sheet::run_placements(&runs);
+        assert_eq!(p, vec![Some((210.0, true)), Some((400.0, false)), None]);
     }
 
     #[test]
