@@ -7,6 +7,7 @@
 
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
+use criterion::measurement::WallTime;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ringway::counters::CounterMap;
 use ringway::mpmc::{Receiver, Sender};
@@ -31,6 +32,46 @@ fn spsc_pair(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+}
+
+/// The same-core pair target of issue 13: ringway's try_send + try_recv of
+/// a message <= 2x rtrb's push + pop of a value of the same size, both
+/// rings 1024 messages, in one criterion group so they run side by side.
+fn spsc_vs_rtrb(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pair vs rtrb");
+    g.throughput(Throughput::Elements(1));
+    fn rtrb_pair<const N: usize>(g: &mut criterion::BenchmarkGroup<'_, WallTime>) {
+        let (mut p, mut q) = rtrb::RingBuffer::<[u8; N]>::new(1024);
+        let msg = [5u8; N];
+        p.push(msg).unwrap();
+        assert_eq!(q.pop().unwrap(), msg);
+        g.bench_function(format!("rtrb push+pop {N} B"), |b| {
+            b.iter(|| {
+                p.push(black_box(msg)).unwrap();
+                q.pop().unwrap()
+            })
+        });
+    }
+    fn ringway_pair<const N: usize>(g: &mut criterion::BenchmarkGroup<'_, WallTime>) {
+        // 1024 frames of N bytes and their headers.
+        let (mut tx, mut rx) = spsc::channel((1024 * (N + 8)).next_power_of_two()).unwrap();
+        let msg = [5u8; N];
+        let mut buf = [0u8; N];
+        tx.try_send(&msg).unwrap();
+        assert_eq!(rx.try_recv(&mut buf).unwrap(), N);
+        assert_eq!(buf, msg);
+        g.bench_function(format!("ringway try_send+try_recv {N} B"), |b| {
+            b.iter(|| {
+                tx.try_send(black_box(&msg)).unwrap();
+                rx.try_recv(black_box(&mut buf)).unwrap()
+            })
+        });
+    }
+    rtrb_pair::<8>(&mut g);
+    ringway_pair::<8>(&mut g);
+    rtrb_pair::<64>(&mut g);
+    ringway_pair::<64>(&mut g);
     g.finish();
 }
 
@@ -174,6 +215,7 @@ fn counters(c: &mut Criterion) {
 criterion_group!(
     benches,
     spsc_pair,
+    spsc_vs_rtrb,
     spsc_batches,
     mpmc_pairs,
     typed,

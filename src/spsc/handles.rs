@@ -393,7 +393,7 @@ impl Producer {
     }
 
     /// Find room for `len` bytes, waiting per `until`; the payload offset.
-    #[inline]
+    #[inline(always)]
     fn reserve_until(&mut self, len: usize, until: Until) -> Result<usize, SendError<()>> {
         // Fast path: room now, consumer there. Anything else goes the slow
         // way, which re-checks all of it.
@@ -765,9 +765,9 @@ impl Consumer {
     }
 
     /// The next message's `(offset, len)`, waiting per `until`.
-    #[inline]
+    #[inline(always)]
     fn peek_until(&mut self, until: Until) -> Result<(usize, usize), RecvError> {
-        if let Ok(Some(m)) = self.core.peek(self.seg.region()) {
+        if let Some(m) = self.core.peek_fast(self.seg.region()) {
             return Ok(m);
         }
         self.peek_slow(until)

@@ -298,7 +298,7 @@ impl ProducerCore {
     /// Find room for a frame of `len` payload bytes (`len <= max`), padding
     /// to the end of the lap if it does not fit before it. `Some(offset)`
     /// of the payload in the region, or `None` when there is no room now.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn reserve(&mut self, r: &Region, len: u64) -> Result<Option<usize>> {
         debug_assert!(len <= max_message(self.lay.cap));
         let flen = frame_len(len);
@@ -434,6 +434,16 @@ impl ConsumerCore {
     #[inline]
     pub(crate) fn peek(&mut self, r: &Region) -> Result<Option<(usize, usize)>> {
         self.peek_inner(r, true)
+    }
+
+    /// [`peek`](Self::peek) for a fast path: `None` for "empty" and for any
+    /// error alike (the caller's slow path looks again and reports it).
+    /// Inlined whole so that the answer stays in registers: returned through
+    /// memory, the `Result` cost a store-forwarding stall per message
+    /// (measured with perf: 38 % of a same-core send+recv pair).
+    #[inline(always)]
+    pub(crate) fn peek_fast(&mut self, r: &Region) -> Option<(usize, usize)> {
+        self.peek_inner(r, true).ok().flatten()
     }
 
     /// [`peek`](Self::peek) for the looks of a consumer that is waiting:
