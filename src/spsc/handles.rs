@@ -366,13 +366,21 @@ impl Producer {
     }
 
     /// Write one byte to the consumer's doorbell FIFO. Failures are
-    /// ignored: no reader means the consumer is gone, a full FIFO is
-    /// readable already.
+    /// ignored: a full FIFO is readable already.
+    ///
+    /// The FIFO is opened read-write, not write-only: then there is always
+    /// a reader (this end), so a write after the consumer died can neither
+    /// fail with EPIPE nor raise SIGPIPE, which kills a host program that
+    /// keeps SIGPIPE at its default action (C, Python; `tests/sigpipe.rs`).
+    /// Linux allows O_RDWR on a FIFO, in non-blocking mode too (fifo(7)).
+    /// This end never reads; a dead consumer's bell just fills (64 KiB)
+    /// and then refuses with EAGAIN, which is ignored.
     #[cold]
     fn ring_bell(&mut self) {
         if self.bell.is_none() {
             let path = bell_path(&self.seg, self.core.layout());
             self.bell = std::fs::OpenOptions::new()
+                .read(true)
                 .write(true)
                 .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
                 .open(path)

@@ -1,0 +1,115 @@
+//! A producer in a host program that keeps SIGPIPE at its default action
+//! (C, Python) must not be killed when it rings the doorbell of a consumer
+//! that armed it and then died: the FIFO has no reader left, and a plain
+//! write-only FIFO end would raise SIGPIPE there.
+
+mod common;
+
+use common::{child, unique_name, Unlink};
+use ringway::spsc::{Consumer, Producer};
+use ringway::{RecvError, SendError};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn marker(name: &str, what: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{name}.{what}"))
+}
+
+/// Wait (bounded) for a marker file another process creates.
+fn wait_for(p: &Path) {
+    let deadline = Instant::now() + LONG;
+    while !p.exists() {
+        assert!(Instant::now() < deadline, "{} never appeared", p.display());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn touch(p: &Path) {
+    std::fs::write(p, b"").unwrap();
+}
+
+fn readable(fd: i32, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    n == 1 && p.revents & libc::POLLIN != 0
+}
+
+#[test]
+fn child_entry() {
+    let Some(role) = common::role() else { return };
+    let name = common::arg("NAME");
+    match role.as_str() {
+        // Create the ring, arm the doorbell, take what the bell announces
+        // until Empty (which re-arms it), say so, and wait to be killed.
+        "armed_consumer" => {
+            let mut rx = Consumer::create(&name, 4096).expect("create");
+            let fd = rx.doorbell().expect("doorbell").as_raw_fd();
+            touch(&marker(&name, "armed"));
+            let deadline = Instant::now() + LONG;
+            let mut buf = [0u8; 64];
+            let mut got = 0;
+            while got == 0 {
+                assert!(Instant::now() < deadline, "the bell never rang");
+                if !readable(fd, 100) {
+                    continue;
+                }
+                loop {
+                    match rx.try_recv(&mut buf) {
+                        Ok(_) => got += 1,
+                        Err(RecvError::Empty) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            touch(&marker(&name, "rearmed"));
+            std::thread::sleep(LONG);
+            common::exit_child(1)
+        }
+        // As a C or Python host would: SIGPIPE at SIG_DFL. Send once (the
+        // bell rings and the FIFO is opened), wait until the consumer has
+        // re-armed and been killed, then send again (the bell rings into a
+        // FIFO with no reader).
+        "default_sigpipe_producer" => {
+            // SAFETY: restoring a signal's default action has no
+            // preconditions; this process is single-threaded here but for
+            // the test harness, which does not use SIGPIPE.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            let mut tx = common::open_retry(|| Producer::open(&name));
+            tx.send_timeout(b"first", LONG).expect("first send");
+            wait_for(&marker(&name, "killed"));
+            for _ in 0..10 {
+                match tx.try_send(b"into the void") {
+                    Ok(()) | Err(SendError::Full(_)) | Err(SendError::Disconnected(_)) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            common::exit_child(0)
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn ringing_a_dead_consumers_bell_does_not_raise_sigpipe() {
+    let name = unique_name("sigpipe");
+    let _u = Unlink(name.clone());
+    let markers = ["armed", "rearmed", "killed"].map(|w| marker(&name, w));
+    let mut c = child("armed_consumer").arg("NAME", &name).spawn();
+    wait_for(&markers[0]);
+    let mut p = child("default_sigpipe_producer").arg("NAME", &name).spawn();
+    wait_for(&markers[1]);
+    c.kill();
+    touch(&markers[2]);
+    p.expect_success(LONG);
+    for m in &markers {
+        let _ = std::fs::remove_file(m);
+    }
+}
