@@ -114,12 +114,7 @@ impl CounterMap {
     }
 
     fn create_in(name: Option<&str>, capacity: usize) -> Result<CounterMap> {
-        let cap = (capacity as u64).max(1).next_power_of_two();
-        if cap > MAX_ENTRIES {
-            return Err(Error::InvalidArgument(format!(
-                "capacity {capacity} is larger than 2^24"
-            )));
-        }
+        let cap = crate::size::pow2_in("capacity (keys)", capacity, 1, MAX_ENTRIES)?;
         let spec = Spec {
             kind: Kind::Counters,
             param_a: cap,

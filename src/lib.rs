@@ -106,6 +106,8 @@ pub mod pipe;
 mod region;
 #[cfg(not(loom))]
 mod segment;
+#[cfg(not(loom))]
+mod size;
 pub mod spsc;
 mod sync;
 mod wait;

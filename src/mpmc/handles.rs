@@ -65,6 +65,9 @@ pub(crate) fn layout(seg: &Segment) -> Layout {
     Layout::in_segment(h.kind_off(), CLOSED_OFF, LOST_OFF, h.param_a, h.param_b)
 }
 
+/// The largest queue area (slots and their sequence words), in bytes.
+const MAX_AREA: u64 = 1 << 32;
+
 /// Create a queue, its creator attached as `role` in slot 0 before it is
 /// READY: a published queue always has a live peer or a dead one, never a
 /// moment with none (which `gc` would take for abandoned).
@@ -74,13 +77,22 @@ fn create_segment(
     max_message: usize,
     role: u32,
 ) -> Result<Segment> {
-    let cap = (capacity as u64).max(2).next_power_of_two();
-    if cap > ring::MAX_SLOTS || max_message == 0 || max_message as u64 > ring::MAX_SLOT_SIZE {
+    let cap = crate::size::pow2_in("capacity (slots)", capacity, 2, ring::MAX_SLOTS)?;
+    if max_message == 0 || max_message as u64 > ring::MAX_SLOT_SIZE {
         return Err(Error::InvalidArgument(format!(
             "capacity {capacity} must be in 1..=2^24 slots and max_message {max_message} in 1..=2^24 bytes"
         )));
     }
     let slot = max_message as u64;
+    // Both factors are at most 2^24 (no overflow); the product is bounded
+    // as a spsc ring's capacity is, so that creating the queue (which
+    // writes every slot's sequence word) stays within reach of a machine.
+    if Layout::area_size(cap, slot) > MAX_AREA {
+        return Err(Error::InvalidArgument(format!(
+            "{cap} slots of {max_message} bytes need {} bytes; at most {MAX_AREA}",
+            Layout::area_size(cap, slot)
+        )));
+    }
     let spec = Spec {
         kind: Kind::Mpmc,
         param_a: cap,

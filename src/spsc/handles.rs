@@ -24,14 +24,12 @@ const DEFAULT_MODE: u32 = 0o600;
 
 /// Round a requested capacity up to a power of two in range.
 pub(crate) fn data_capacity(capacity: usize) -> Result<u64> {
-    let cap = (capacity as u64).max(ring::MIN_CAPACITY);
-    if cap > ring::MAX_CAPACITY {
-        return Err(Error::InvalidArgument(format!(
-            "capacity {capacity} is larger than {} bytes",
-            ring::MAX_CAPACITY
-        )));
-    }
-    Ok(cap.next_power_of_two())
+    crate::size::pow2_in(
+        "capacity (bytes)",
+        capacity,
+        ring::MIN_CAPACITY,
+        ring::MAX_CAPACITY,
+    )
 }
 
 fn spec(cap: u64) -> Spec {
