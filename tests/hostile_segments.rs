@@ -308,3 +308,86 @@ fn mpmc_positions_at_the_end_of_the_range_do_not_overflow() {
         }
     }
 }
+
+/// Positions moved by a hostile writer so that, with every peer alive,
+/// the waited-on slot is one nobody holds: the blocking calls end with
+/// `Corrupted` (after a peer-check slice), not with their deadline; before,
+/// they waited until it (forever without one: the hang in issue 16).
+#[test]
+fn mpmc_waits_that_no_live_peer_explains_are_corruption_errors() {
+    use ringway::mpmc::{Receiver, Sender};
+    use std::time::{Duration, Instant};
+    const WAIT: Duration = Duration::from_secs(10);
+    // A dequeue position ahead of the enqueue position: the receiver
+    // would wait for a slot no sender will ever fill.
+    let name = unique_name("hostile-mpmc-stuck-rx");
+    let _u = Unlink(name.clone());
+    let mut tx = Sender::create(&name, 4, 8).unwrap();
+    let mut rx = Receiver::open(&name).unwrap();
+    tx.send(&[1; 8]).unwrap();
+    tx.send(&[2; 8]).unwrap();
+    poke(&name, DEQ, 6);
+    let mut buf = [0u8; 8];
+    let t = Instant::now();
+    match rx.recv_timeout(&mut buf, WAIT) {
+        Err(RecvError::Failed(Error::Corrupted { .. })) => {}
+        other => panic!("receiver: expected Corrupted, got {other:?}"),
+    }
+    assert!(t.elapsed() < WAIT / 2, "took {:?}", t.elapsed());
+    // Slots claimed by no receiver, never freed: the sender would wait for
+    // receivers that hold nothing.
+    let name = unique_name("hostile-mpmc-stuck-tx");
+    let _u = Unlink(name.clone());
+    let mut tx = Sender::create(&name, 4, 8).unwrap();
+    let _rx = Receiver::open(&name).unwrap();
+    for i in 0..4 {
+        tx.send(&[i; 8]).unwrap();
+    }
+    poke(&name, DEQ, 2);
+    let t = Instant::now();
+    match tx.send_timeout(&[9; 8], WAIT) {
+        Err(SendError::Failed((), Error::Corrupted { .. })) => {}
+        other => panic!("sender: expected Corrupted, got {other:?}"),
+    }
+    assert!(t.elapsed() < WAIT / 2, "took {:?}", t.elapsed());
+    // A full queue and an empty one are waits that need no explanation:
+    // they end at the deadline, as before.
+    let name = unique_name("hostile-mpmc-honest");
+    let _u = Unlink(name.clone());
+    let mut tx = Sender::create(&name, 4, 8).unwrap();
+    let mut rx = Receiver::open(&name).unwrap();
+    assert!(matches!(
+        rx.recv_timeout(&mut buf, Duration::from_millis(300)),
+        Err(RecvError::Timeout)
+    ));
+    for i in 0..4 {
+        tx.send(&[i; 8]).unwrap();
+    }
+    assert!(matches!(
+        tx.send_timeout(&[9; 8], Duration::from_millis(300)),
+        Err(SendError::Timeout(()))
+    ));
+}
+
+/// A published frame whose header a hostile writer zeroed: with the
+/// producer alive and idle, the consumer would wait for it forever. After a
+/// peer-check slice it learns `tail` and reports the contradiction.
+#[test]
+fn spsc_zeroed_header_of_a_published_frame_is_a_corruption_error() {
+    use std::time::{Duration, Instant};
+    const WAIT: Duration = Duration::from_secs(10);
+    let name = unique_name("hostile-spsc-zeroed");
+    let _u = Unlink(name.clone());
+    let mut rx = Consumer::create(&name, 4096).unwrap();
+    let mut tx = Producer::open(&name).unwrap();
+    tx.send(&[1; 8]).unwrap();
+    tx.send(&[2; 8]).unwrap();
+    poke(&name, DATA, 0);
+    let mut buf = [0u8; 8];
+    let t = Instant::now();
+    match rx.recv_timeout(&mut buf, WAIT) {
+        Err(RecvError::Failed(Error::Corrupted { .. })) => {}
+        other => panic!("expected Corrupted, got {other:?}"),
+    }
+    assert!(t.elapsed() < WAIT / 2, "took {:?}", t.elapsed());
+}

@@ -269,6 +269,63 @@ impl End {
         Ok(())
     }
 
+    /// After a peer check, while this end waits: a wait that no live peer
+    /// explains is corruption (or a claimer nobody can see), never a reason
+    /// to wait forever. The queue is empty (`enq == deq`) or full (`enq -
+    /// deq == cap`), and a receiver waits for nothing or a sender for the
+    /// receivers: fine. Otherwise the slot waited on was claimed by the other
+    /// role (the positions say so) and is unfinished: some live peer's
+    /// recorded claim must cover it, or it must change while we look.
+    fn check_stuck(&self) -> Result<()> {
+        let r = self.seg.region();
+        let lay = &self.lay;
+        let (enq, deq) = ring::positions(r, lay)?;
+        if deq > enq || enq - deq > lay.cap {
+            return Err(self.seg.named(crate::error::corrupt(format!(
+                "enqueue position {enq} and dequeue position {deq} are more than the capacity {} apart",
+                lay.cap
+            ))));
+        }
+        let (pos, other) = if self.role == ROLE_RECEIVER {
+            if enq == deq {
+                return Ok(());
+            }
+            (deq, ROLE_SENDER)
+        } else {
+            if enq - deq == lay.cap {
+                return Ok(());
+            }
+            (enq.wrapping_sub(lay.cap), ROLE_RECEIVER)
+        };
+        let before = ring::seq(r, lay, pos)?;
+        if self.live_claimer(other, pos, u32::MAX)? {
+            return Ok(());
+        }
+        let after = ring::seq(r, lay, pos)?;
+        if after != before {
+            return Ok(());
+        }
+        // Not stuck after all if the slot is ready for us now.
+        let ready = if self.role == ROLE_RECEIVER {
+            after & !ring::SKIPPED == pos.wrapping_add(1)
+        } else {
+            after & !ring::SKIPPED == enq
+        };
+        if ready {
+            return Ok(());
+        }
+        Err(self.seg.named(crate::error::corrupt(format!(
+            "slot of position {pos} has sequence {after:#x} (enqueue position {enq}, dequeue position {deq}) and no live peer holds it"
+        ))))
+    }
+
+    /// Check the peers (reaping the dead), then whether the wait is still
+    /// explained ([`check_stuck`](Self::check_stuck)).
+    fn check_wait(&self) -> Result<()> {
+        self.check_peers()?;
+        self.check_stuck()
+    }
+
     /// Detach; close this side of the queue if this was its last handle.
     fn detach_end(&self) {
         peer::detach(&self.seg, self.slot);
@@ -534,7 +591,7 @@ impl Sender {
                 // slots they held) too.
                 if crate::wait::peer_check_due(&end.peer_check_at) {
                     self.end
-                        .check_peers()
+                        .check_wait()
                         .map_err(|e| SendError::Failed((), e))?;
                     continue;
                 }
@@ -552,7 +609,7 @@ impl Sender {
             match b.snooze(r, lay.space_wait, until.deadline(), &mut ready) {
                 Next::Retry => {}
                 Next::TimedOut => return Err(SendError::Timeout(())),
-                Next::CheckPeers => end.check_peers().map_err(|e| SendError::Failed((), e))?,
+                Next::CheckPeers => end.check_wait().map_err(|e| SendError::Failed((), e))?,
             }
         }
     }
@@ -677,7 +734,7 @@ impl Receiver {
                 // A poller must notice dead senders (and skip the slots
                 // they claimed) too.
                 if crate::wait::peer_check_due(&end.peer_check_at) {
-                    self.end.check_peers()?;
+                    self.end.check_wait()?;
                     continue;
                 }
                 return Err(RecvError::Empty);
@@ -696,7 +753,7 @@ impl Receiver {
             match b.snooze(r, lay.data_wait, until.deadline(), &mut ready) {
                 Next::Retry => {}
                 Next::TimedOut => return Err(RecvError::Timeout),
-                Next::CheckPeers => end.check_peers()?,
+                Next::CheckPeers => end.check_wait()?,
             }
         }
     }

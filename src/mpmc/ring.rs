@@ -409,6 +409,14 @@ pub(crate) fn positions(r: &Region, lay: &Layout) -> Result<(u64, u64)> {
     ))
 }
 
+/// The sequence word of the slot of `pos`, as it is now.
+pub(crate) fn seq(r: &Region, lay: &Layout, pos: u64) -> Result<u64> {
+    // ORDERING: Acquire — compared with a later read to see whether anybody
+    // is working on the slot; Acquire keeps the two reads in order around
+    // the peer-table scan between them.
+    Ok(word(r, lay.slot(pos))?.load(Ordering::Acquire))
+}
+
 /// Publish the claimed slot of `pos` as skipped (its claimer gave it up).
 pub(crate) fn abandon(r: &Region, lay: &Layout, pos: u64) -> Result<()> {
     // ORDERING: Release — as in `publish`.

@@ -829,6 +829,13 @@ impl Consumer {
                     // A dead producer gets its closed bit set; the loop then
                     // drains and reports Disconnected.
                     check_peer(&self.seg, self.peer_slot, &lay, PRODUCER_CLOSED)?;
+                    // A live producer that published past a header still
+                    // reading "not yet" (a hostile writer zeroed it) would
+                    // leave us waiting forever: learn `tail`, and the next
+                    // look reports that as corruption.
+                    self.core
+                        .learn_tail(seg.region())
+                        .map_err(|e| self.seg.named(e))?;
                 }
             }
         }

@@ -411,6 +411,13 @@ impl ConsumerCore {
         Ok(())
     }
 
+    /// [`refresh_tail`](Self::refresh_tail) for a consumer that has waited
+    /// a peer-check slice: a frame before the published `tail` must have a
+    /// header, so a zeroed one is then reported by the next look.
+    pub(crate) fn learn_tail(&mut self, r: &Region) -> Result<()> {
+        self.refresh_tail(r)
+    }
+
     /// Prefetch the lines of up to [`PREFETCH_LINES`] ahead of `head`
     /// that lie before the cached `tail` (committed, so nobody writes them).
     #[inline]
