@@ -498,3 +498,59 @@ fn a_segment_removed_while_it_is_being_opened_is_not_opened() {
         other => panic!("opened a segment removed under it: {other:?}"),
     }
 }
+
+/// Ctrl-C in the middle of a bench row (SIGINT to the whole process group,
+/// as a terminal sends it): the bench exits 130 and leaves nothing of its
+/// own in /dev/shm.
+#[test]
+fn interrupted_bench_removes_its_segments() {
+    use std::os::unix::process::CommandExt;
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args([
+            "bench",
+            "-q",
+            "--only",
+            "T64",
+            "--rows",
+            "ringway spsc, per message",
+        ])
+        .args(["--messages", "2000000000", "--no-pin"])
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let prefix = format!("rw-bench-{}-", bench.id());
+    let own = || -> Vec<String> {
+        std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&prefix))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while own().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the bench never created a segment"
+        );
+        assert!(bench.try_wait().unwrap().is_none(), "the bench ended early");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: SIGINT to the bench's own process group (its children too).
+    unsafe { libc::kill(-(bench.id() as i32), libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = bench.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = bench.kill();
+            panic!("the bench did not exit after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(own().is_empty(), "left behind: {:?}", own());
+}

@@ -10,6 +10,7 @@
 //! figure.
 
 use crate::check;
+use crate::cleanup;
 use crate::floor;
 use crate::report::{self, Cell, Sheet};
 use std::io::{BufRead, BufReader, Write};
@@ -1033,6 +1034,10 @@ fn measure_once(opts: &Options, py: bool, progress: &mut dyn FnMut(&str, &str)) 
 /// With `opts.check`, the number of BENCH.md targets not met (else 0).
 pub(crate) fn run(opts: &Options) -> Result<usize, String> {
     set_config(opts);
+    // Whatever ends the run (a failed row, a panic, Ctrl-C), what it
+    // created in /dev/shm goes.
+    cleanup::on_interrupt_clean_up();
+    let _guard = cleanup::Guard;
     let py_wanted = opts.row_wanted("python", "python");
     let py = py_wanted && have_python();
     let steps_per_run = {

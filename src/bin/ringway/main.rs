@@ -6,6 +6,7 @@ mod admin;
 mod bench;
 mod check;
 mod child;
+mod cleanup;
 mod floor;
 #[cfg(feature = "peers")]
 mod peers;
