@@ -104,6 +104,13 @@ fn ringing_a_dead_consumers_bell_does_not_raise_sigpipe() {
     let markers = ["armed", "rearmed", "killed"].map(|w| marker(&name, w));
     let mut c = child("armed_consumer").arg("NAME", &name).spawn();
     wait_for(&markers[0]);
+    // The killed consumer cannot remove its doorbell FIFO; we do, by the
+    // segment's identity (as `ringway gc` would).
+    let bell_prefix = {
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::metadata(format!("/dev/shm/{name}")).unwrap();
+        format!("ringway-bell-{:x}-{}-", md.dev(), md.ino())
+    };
     let mut p = child("default_sigpipe_producer").arg("NAME", &name).spawn();
     wait_for(&markers[1]);
     c.kill();
@@ -111,5 +118,10 @@ fn ringing_a_dead_consumers_bell_does_not_raise_sigpipe() {
     p.expect_success(LONG);
     for m in &markers {
         let _ = std::fs::remove_file(m);
+    }
+    for e in std::fs::read_dir("/dev/shm").unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with(&bell_prefix) {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
