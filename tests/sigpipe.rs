@@ -6,6 +6,7 @@
 mod common;
 
 use common::{child, unique_name, Unlink};
+use ringway::pipe::Pipe;
 use ringway::spsc::{Consumer, Producer};
 use ringway::{RecvError, SendError};
 use std::os::fd::AsRawFd;
@@ -50,8 +51,19 @@ fn child_entry() {
         // Create the ring, arm the doorbell, take what the bell announces
         // until Empty (which re-arms it), say so, and wait to be killed.
         "armed_consumer" => {
-            let mut rx = Consumer::create(&name, 4096).expect("create");
-            let fd = rx.doorbell().expect("doorbell").as_raw_fd();
+            let pipe = common::arg("KIND") == "pipe";
+            let mut p = pipe.then(|| Pipe::create(&name, false, 4096).expect("create pipe"));
+            let mut c = (!pipe).then(|| Consumer::create(&name, 4096).expect("create"));
+            let fd = match (&mut p, &mut c) {
+                (Some(p), _) => p.doorbell().expect("doorbell").as_raw_fd(),
+                (_, Some(c)) => c.doorbell().expect("doorbell").as_raw_fd(),
+                _ => unreachable!(),
+            };
+            let rx: &mut Consumer = match (&mut p, &mut c) {
+                (Some(p), _) => p.receiver().expect("simplex end 1 receives"),
+                (_, Some(c)) => c,
+                _ => unreachable!(),
+            };
             touch(&marker(&name, "armed"));
             let deadline = Instant::now() + LONG;
             let mut buf = [0u8; 64];
@@ -82,7 +94,14 @@ fn child_entry() {
             // preconditions; this process is single-threaded here but for
             // the test harness, which does not use SIGPIPE.
             unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-            let mut tx = common::open_retry(|| Producer::open(&name));
+            let pipe = common::arg("KIND") == "pipe";
+            let mut p = pipe.then(|| common::open_retry(|| Pipe::open(&name)));
+            let mut own = (!pipe).then(|| common::open_retry(|| Producer::open(&name)));
+            let tx: &mut Producer = match (&mut p, &mut own) {
+                (Some(p), _) => p.sender().expect("simplex end 2 sends"),
+                (_, Some(o)) => o,
+                _ => unreachable!(),
+            };
             tx.send_timeout(b"first", LONG).expect("first send");
             wait_for(&marker(&name, "killed"));
             for _ in 0..10 {
@@ -99,10 +118,22 @@ fn child_entry() {
 
 #[test]
 fn ringing_a_dead_consumers_bell_does_not_raise_sigpipe() {
-    let name = unique_name("sigpipe");
+    dead_bell("spsc");
+}
+
+#[test]
+fn ringing_a_dead_pipe_ends_bell_does_not_raise_sigpipe() {
+    dead_bell("pipe");
+}
+
+fn dead_bell(kind: &str) {
+    let name = unique_name(&format!("sigpipe-{kind}"));
     let _u = Unlink(name.clone());
     let markers = ["armed", "rearmed", "killed"].map(|w| marker(&name, w));
-    let mut c = child("armed_consumer").arg("NAME", &name).spawn();
+    let mut c = child("armed_consumer")
+        .arg("NAME", &name)
+        .arg("KIND", kind)
+        .spawn();
     wait_for(&markers[0]);
     // The killed consumer cannot remove its doorbell FIFO; we do, by the
     // segment's identity (as `ringway gc` would).
@@ -111,7 +142,10 @@ fn ringing_a_dead_consumers_bell_does_not_raise_sigpipe() {
         let md = std::fs::metadata(format!("/dev/shm/{name}")).unwrap();
         format!("ringway-bell-{:x}-{}-", md.dev(), md.ino())
     };
-    let mut p = child("default_sigpipe_producer").arg("NAME", &name).spawn();
+    let mut p = child("default_sigpipe_producer")
+        .arg("NAME", &name)
+        .arg("KIND", kind)
+        .spawn();
     wait_for(&markers[1]);
     c.kill();
     touch(&markers[2]);
