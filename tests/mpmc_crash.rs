@@ -91,6 +91,10 @@ struct Run {
     outs: Vec<String>,
     receivers: Vec<common::Child>,
     senders: Vec<common::Child>,
+    /// A receiver handle of the parent's that never receives: it keeps the
+    /// receiving side open while the only child receiver is dead (else the
+    /// senders would see every receiver gone and end).
+    holder: Option<Receiver>,
 }
 
 impl Run {
@@ -106,7 +110,12 @@ impl Run {
             outs: Vec::new(),
             receivers: Vec::new(),
             senders: Vec::new(),
+            holder: None,
         }
+    }
+    /// Attach [`Run::holder`].
+    fn hold_receivers_open(&mut self) {
+        self.holder = Some(Receiver::open(&self.name).unwrap());
     }
     fn receiver(&mut self, failpoint: Option<&str>) -> usize {
         let out = std::env::temp_dir()
@@ -122,7 +131,7 @@ impl Run {
         self.outs.push(out);
         // Wait until it is attached: a receiver still starting when the
         // senders finish would get nothing (and never reach its failpoint).
-        let mut want = 0;
+        let mut want = self.holder.is_some() as usize;
         for c in self.receivers.iter_mut() {
             want += c.wait_timeout(Duration::ZERO).is_none() as usize;
         }
@@ -269,9 +278,12 @@ fn sender_killed_inside_a_batch_loses_only_its_unpublished_slots() {
 #[test]
 fn receiver_killed_holding_a_slot_loses_exactly_that_message() {
     let mut run = Run::new(4);
-    // The doomed receiver is alone until it dies, so it surely reaches its
-    // 20th claim (with a second receiver from the start, that one sometimes
-    // took nearly everything and the first exited normally).
+    // The doomed receiver is the only one receiving until it dies, so it
+    // surely reaches its 20th claim (with a second receiver from the start,
+    // that one sometimes took nearly everything and the first exited
+    // normally). The parent's holder keeps the receiving side open
+    // meanwhile: with no receiver attached the senders would end.
+    run.hold_receivers_open();
     let killed = run.receiver(Some("mpmc.consumer_after_claim@20"));
     run.sender(0, 3000, None);
     run.sender(1, 3000, None);
