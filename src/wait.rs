@@ -557,17 +557,28 @@ mod tests {
             assert!(super::membarrier::global());
             return;
         }
-        let out = Command::new(std::env::current_exe().unwrap())
+        let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "wait::tests::membarrier_reaches_other_processes"])
             .args(["--test-threads", "1", "--nocapture"])
             .env(CHILD, "1")
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "child: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the child did not finish within 30 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        assert!(status.success(), "child: {status:?}\n{out}");
+        assert!(out.contains("1 passed"), "{out}");
     }
 }

@@ -95,6 +95,44 @@ fn outcome<T: std::fmt::Debug, E: std::fmt::Display>(r: &Result<T, E>) -> String
     }
 }
 
+/// Send `n` messages with `send`; the first error ends it.
+fn send_all(n: u64, mut send: impl FnMut(&[u8]) -> Result<(), String>) -> Result<(), String> {
+    (0..n).try_for_each(|i| send(&i.to_le_bytes()))
+}
+
+/// Receive with `recv` until the end of the stream (`Ok`) or an error.
+fn recv_all(
+    mut recv: impl FnMut(&mut [u8]) -> Result<usize, ringway::RecvError>,
+) -> Result<(), String> {
+    let mut buf = [0u8; 64];
+    loop {
+        match recv(&mut buf) {
+            Ok(_) => {}
+            Err(ringway::RecvError::Disconnected) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// One round between threads: `sender` and `receiver` run the two ends
+/// while the segment `name` is corrupted; both must end.
+fn thread_round(
+    name: &str,
+    rng: &mut Rng,
+    sender: impl FnOnce() -> Result<(), String> + Send + 'static,
+    receiver: impl FnOnce() -> Result<(), String> + Send + 'static,
+) -> Vec<String> {
+    let (done, results) = mpsc::channel();
+    let d2 = done.clone();
+    std::thread::spawn(move || {
+        let _ = d2.send(format!("send {}", outcome(&sender())));
+    });
+    std::thread::spawn(move || {
+        let _ = done.send(format!("recv {}", outcome(&receiver())));
+    });
+    corrupt_during(name, rng, &results)
+}
+
 #[test]
 fn corrupting_a_live_spsc_ring_never_hangs() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ std::process::id() as u64);
@@ -103,29 +141,12 @@ fn corrupting_a_live_spsc_ring_never_hangs() {
         let _u = Unlink(name.clone());
         let mut tx = Producer::create(&name, 1 << 16).unwrap();
         let mut rx = Consumer::open(&name).unwrap();
-        let (done, results) = mpsc::channel();
-        let d2 = done.clone();
-        std::thread::spawn(move || {
-            let r: Result<(), String> = (|| {
-                for i in 0..N {
-                    tx.send(&i.to_le_bytes()).map_err(|e| e.to_string())?;
-                }
-                Ok(())
-            })();
-            let _ = d2.send(format!("send {}", outcome(&r)));
-        });
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 64];
-            let r: Result<(), String> = (|| loop {
-                match rx.recv(&mut buf) {
-                    Ok(_) => {}
-                    Err(ringway::RecvError::Disconnected) => return Ok(()),
-                    Err(e) => return Err(e.to_string()),
-                }
-            })();
-            let _ = done.send(format!("recv {}", outcome(&r)));
-        });
-        let ends = corrupt_during(&name, &mut rng, &results);
+        let ends = thread_round(
+            &name,
+            &mut rng,
+            move || send_all(N, |m| tx.send(m).map_err(|e| e.to_string())),
+            move || recv_all(|b| rx.recv(b)),
+        );
         println!("spsc round {round}: {ends:?}");
     }
 }
@@ -139,31 +160,13 @@ fn corrupting_a_live_mpmc_queue_never_hangs() {
         let _u = Unlink(name.clone());
         let mut tx = Sender::create(&name, 1024, 64).unwrap();
         let mut rx = Receiver::open(&name).unwrap();
-        let (done, results) = mpsc::channel();
-        let d2 = done.clone();
-        std::thread::spawn(move || {
-            let r: Result<(), String> = (|| {
-                for i in 0..N {
-                    tx.send(&i.to_le_bytes()).map_err(|e| e.to_string())?;
-                }
-                Ok(())
-            })();
-            // Dropping the creator's handle ends the stream.
-            drop(tx);
-            let _ = d2.send(format!("send {}", outcome(&r)));
-        });
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 64];
-            let r: Result<(), String> = (|| loop {
-                match rx.recv(&mut buf) {
-                    Ok(_) => {}
-                    Err(ringway::RecvError::Disconnected) => return Ok(()),
-                    Err(e) => return Err(e.to_string()),
-                }
-            })();
-            let _ = done.send(format!("recv {}", outcome(&r)));
-        });
-        let ends = corrupt_during(&name, &mut rng, &results);
+        let ends = thread_round(
+            &name,
+            &mut rng,
+            // The closure owns the creator's handle: its drop ends the stream.
+            move || send_all(N, |m| tx.send(m).map_err(|e| e.to_string())),
+            move || recv_all(|b| rx.recv(b)),
+        );
         println!("mpmc round {round}: {ends:?}");
     }
     println!("mpmc: {} rounds in {:?}", rounds(), started.elapsed());
@@ -174,24 +177,14 @@ fn child_entry() {
     let Some(role) = common::role() else { return };
     let name = common::arg("NAME");
     let r: Result<(), String> = match role.as_str() {
-        "mpmc_send" => (|| {
+        "mpmc_send" => {
             let mut tx = common::open_retry(|| Sender::open(&name));
-            for i in 0..5 * N {
-                tx.send(&i.to_le_bytes()).map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        })(),
-        "mpmc_recv" => (|| {
+            send_all(5 * N, |m| tx.send(m).map_err(|e| e.to_string()))
+        }
+        "mpmc_recv" => {
             let mut rx = common::open_retry(|| Receiver::open(&name));
-            let mut buf = [0u8; 64];
-            loop {
-                match rx.recv(&mut buf) {
-                    Ok(_) => {}
-                    Err(ringway::RecvError::Disconnected) => return Ok(()),
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-        })(),
+            recv_all(|b| rx.recv(b))
+        }
         other => panic!("unknown role {other}"),
     };
     match r {

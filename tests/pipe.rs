@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{child, exit_child, open_retry, unique_name, Unlink};
+use common::{child, exit_child, open_retry, readable, unique_name, Unlink};
 use proptest::prelude::*;
 use ringway::pipe::Pipe;
 use ringway::{Error, RecvError, SendError};
@@ -222,18 +222,6 @@ proptest! {
             prop_assert_eq!(&big[5..5 + n], &m[..]);
         }
     }
-}
-
-/// `poll(2)` on one fd for up to `ms` milliseconds: readable?
-fn readable(fd: i32, ms: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `p` is one valid pollfd for the duration of the call.
-    let n = unsafe { libc::poll(&mut p, 1, ms) };
-    n == 1 && p.revents & libc::POLLIN != 0
 }
 
 #[test]

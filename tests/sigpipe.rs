@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{child, unique_name, Unlink};
+use common::{child, readable, unique_name, Unlink};
 use ringway::pipe::Pipe;
 use ringway::spsc::{Consumer, Producer};
 use ringway::{RecvError, SendError};
@@ -30,17 +30,6 @@ fn wait_for(p: &Path) {
 
 fn touch(p: &Path) {
     std::fs::write(p, b"").unwrap();
-}
-
-fn readable(fd: i32, ms: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    let n = unsafe { libc::poll(&mut p, 1, ms) };
-    n == 1 && p.revents & libc::POLLIN != 0
 }
 
 #[test]

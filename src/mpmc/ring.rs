@@ -411,9 +411,10 @@ pub(crate) fn positions(r: &Region, lay: &Layout) -> Result<(u64, u64)> {
 
 /// The sequence word of the slot of `pos`, as it is now.
 pub(crate) fn seq(r: &Region, lay: &Layout, pos: u64) -> Result<u64> {
-    // ORDERING: Acquire — compared with a later read to see whether anybody
-    // is working on the slot; Acquire keeps the two reads in order around
-    // the peer-table scan between them.
+    // ORDERING: Acquire — pairs with the Release stores of `seq` in
+    // `publish_quietly`, `free_quietly` and recovery; the caller compares
+    // two such reads around a peer-table scan, and Acquire keeps the scan
+    // between them.
     Ok(word(r, lay.slot(pos))?.load(Ordering::Acquire))
 }
 

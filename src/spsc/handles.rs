@@ -834,7 +834,7 @@ impl Consumer {
                     // leave us waiting forever: learn `tail`, and the next
                     // look reports that as corruption.
                     self.core
-                        .learn_tail(seg.region())
+                        .refresh_tail(seg.region())
                         .map_err(|e| self.seg.named(e))?;
                 }
             }

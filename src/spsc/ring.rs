@@ -393,9 +393,12 @@ impl ConsumerCore {
         self.lay.header_off(self.head)
     }
 
-    /// Re-read the published `tail`: frames before it need no wait.
+    /// Re-read the published `tail`: frames before it need no wait, and a
+    /// header before it that reads "not yet" is reported by the next look
+    /// (a waiting consumer calls this at each peer check, so a zeroed header
+    /// of a published frame is an error, not a wait forever).
     #[inline]
-    fn refresh_tail(&mut self, r: &Region) -> Result<()> {
+    pub(crate) fn refresh_tail(&mut self, r: &Region) -> Result<()> {
         // ORDERING: Acquire — pairs with the Release store of `tail` in
         // `ProducerCore::publish`: every frame before it is committed.
         let tail = word(r, self.lay.tail)?.load(Ordering::Acquire);
@@ -409,13 +412,6 @@ impl ConsumerCore {
             self.tail_cache = tail;
         }
         Ok(())
-    }
-
-    /// [`refresh_tail`](Self::refresh_tail) for a consumer that has waited
-    /// a peer-check slice: a frame before the published `tail` must have a
-    /// header, so a zeroed one is then reported by the next look.
-    pub(crate) fn learn_tail(&mut self, r: &Region) -> Result<()> {
-        self.refresh_tail(r)
     }
 
     /// Prefetch the lines of up to [`PREFETCH_LINES`] ahead of `head`

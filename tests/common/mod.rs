@@ -191,3 +191,15 @@ pub fn open_retry<T>(mut f: impl FnMut() -> ringway::Result<T>) -> T {
         }
     }
 }
+
+/// Whether `fd` becomes readable within `ms` milliseconds (poll).
+pub fn readable(fd: i32, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    n == 1 && p.revents & libc::POLLIN != 0
+}

@@ -48,6 +48,23 @@ fn probe_col(col: &str) -> &'static str {
     }
 }
 
+/// The placement probes (ns) among `cells`.
+fn probes<'a, I>(cells: I) -> impl Iterator<Item = f64> + 'a
+where
+    I: IntoIterator<Item = &'a Cell>,
+    I::IntoIter: 'a,
+{
+    cells
+        .into_iter()
+        .filter(|c| c.table == "probe")
+        .filter_map(|c| c.val.as_ref().ok().copied())
+}
+
+/// The fastest probe of all runs (infinite if there is none).
+fn fastest_probe(runs: &[Vec<Cell>]) -> f64 {
+    probes(runs.iter().flatten()).fold(f64::INFINITY, f64::min)
+}
+
 /// Every figure of every run, merged by (table, row, column) in first-seen
 /// order. A figure that failed in any run is reported as failed.
 #[derive(Debug, Default)]
@@ -68,12 +85,7 @@ pub(crate) fn merge(runs: &[Vec<Cell>]) -> Sheet {
             .find(|c| c.table == "probe" && c.label == label && c.col == probe_col(col))
             .and_then(|c| c.val.as_ref().ok().copied())
     };
-    let fastest = runs
-        .iter()
-        .flatten()
-        .filter(|c| c.table == "probe")
-        .filter_map(|c| c.val.as_ref().ok().copied())
-        .fold(f64::INFINITY, f64::min);
+    let fastest = fastest_probe(runs);
     let merged = keys
         .into_iter()
         .map(|(table, label, col)| {
@@ -138,33 +150,19 @@ impl Sheet {
     /// (measurements set aside or flagged for a slow placement, all
     /// placement-probed measurements), and the fastest probe.
     pub(crate) fn placement(&self, runs: &[Vec<Cell>]) -> (usize, usize, f64) {
-        let probes: Vec<f64> = runs
-            .iter()
-            .flatten()
-            .filter(|c| c.table == "probe")
-            .filter_map(|c| c.val.as_ref().ok().copied())
-            .collect();
-        let fastest = probes.iter().copied().fold(f64::INFINITY, f64::min);
-        let slow = probes.iter().filter(|p| **p > fastest * SLOW).count();
-        (slow, probes.len(), fastest)
+        let fastest = fastest_probe(runs);
+        let all: Vec<f64> = probes(runs.iter().flatten()).collect();
+        let slow = all.iter().filter(|p| **p > fastest * SLOW).count();
+        (slow, all.len(), fastest)
     }
 
     /// Each run's placement: the median of its cache-line probes (ns), and
     /// whether that is within [`SLOW`] of the sheet's fastest probe.
     pub(crate) fn run_placements(runs: &[Vec<Cell>]) -> Vec<Option<(f64, bool)>> {
-        let fastest = runs
-            .iter()
-            .flatten()
-            .filter(|c| c.table == "probe")
-            .filter_map(|c| c.val.as_ref().ok().copied())
-            .fold(f64::INFINITY, f64::min);
+        let fastest = fastest_probe(runs);
         runs.iter()
             .map(|run| {
-                let mut p: Vec<f64> = run
-                    .iter()
-                    .filter(|c| c.table == "probe")
-                    .filter_map(|c| c.val.as_ref().ok().copied())
-                    .collect();
+                let mut p: Vec<f64> = probes(run).collect();
                 if p.is_empty() {
                     return None;
                 }
