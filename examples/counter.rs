@@ -3,6 +3,10 @@
 //! inside the map's lock (the tutorial's `with lock:`). No server process.
 //!
 //! `cargo run --example counter`
+//!
+//! A worker as its own program (start as many as you like, in any order;
+//! the first one creates the map): `cargo run --example counter -- worker
+//! stats 100` takes 100 from `count`, 1 at a time, under the lock.
 
 use ringway::counters::CounterMap;
 use std::process::Command;
@@ -16,6 +20,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// The counting, or (with `args`) one counting process; `prefix` is what
 /// to pass this program to come back here.
 pub(crate) fn run(prefix: &[&str], args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    if let [mode, name, times] = args {
+        if mode != "worker" {
+            return Err(format!("unknown mode {mode:?}").into());
+        }
+        let map = CounterMap::open_or_create(name, 16)?;
+        for _ in 0..times.parse::<u32>()? {
+            let g = map.lock()?;
+            let v = g.get("count")?.unwrap_or(0);
+            g.set("count", v - 1)?;
+        }
+        println!("count is now {}", map.get("count")?.unwrap_or(0));
+        return Ok(());
+    }
     if let [mode, name] = args {
         let map = CounterMap::open(name)?;
         if mode == "locked" {

@@ -136,6 +136,53 @@ impl CounterMap {
         )?))
     }
 
+    /// Open the named map, waiting as long as it takes for it to be
+    /// created (a stale map of that name is waited past).
+    pub fn open_wait(name: &str) -> Result<CounterMap> {
+        CounterMap::open_until(name, None)
+    }
+
+    /// [`open_wait`](Self::open_wait), giving up after `timeout`.
+    pub fn open_timeout(name: &str, timeout: std::time::Duration) -> Result<CounterMap> {
+        CounterMap::open_until(name, crate::segment::deadline_after(timeout))
+    }
+
+    fn open_until(name: &str, deadline: Option<std::time::Instant>) -> Result<CounterMap> {
+        let seg = Segment::open_wait(name, Kind::Counters, validate, deadline)?;
+        Ok(CounterMap::from_parts(seg))
+    }
+
+    /// Open the named map if it exists (with room for as many keys, or
+    /// `Mismatch`), or create it: every worker can call this.
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<CounterMap> {
+        let cap = crate::size::pow2_in("capacity (keys)", capacity, 1, MAX_ENTRIES)?;
+        crate::segment::open_or_create(
+            name,
+            || {
+                let seg = Segment::open(name, Kind::Counters, validate)?;
+                if seg.header().param_a != cap {
+                    return Err(crate::Error::Mismatch {
+                        segment: name.to_owned(),
+                        detail: format!("{} keys, {cap} asked for", seg.header().param_a),
+                    });
+                }
+                Ok(CounterMap::from_parts(seg))
+            },
+            || CounterMap::create(name, capacity),
+        )
+    }
+
+    /// Let the children `cmd` spawns open this map with
+    /// [`from_inherited`](Self::from_inherited)`(key)`.
+    pub fn pass_to(&self, cmd: &mut std::process::Command, key: &str) -> Result<()> {
+        crate::inherit::pass(self.segment_fd(), cmd, key)
+    }
+
+    /// Open the map a parent passed with `pass_to(.., key)`.
+    pub fn from_inherited(key: &str) -> Result<CounterMap> {
+        CounterMap::from_fd(std::os::fd::AsFd::as_fd(&crate::inherit::take(key)?))
+    }
+
     /// Open the map behind `fd`.
     pub fn from_fd(fd: BorrowedFd<'_>) -> Result<CounterMap> {
         Ok(CounterMap::from_parts(Segment::open_fd(
@@ -145,7 +192,8 @@ impl CounterMap {
         )?))
     }
 
-    fn from_parts(seg: Segment) -> CounterMap {
+    fn from_parts(mut seg: Segment) -> CounterMap {
+        seg.set_keep(crate::segment::keep_nothing);
         let base = seg.header().kind_off();
         CounterMap {
             entries: base + LOCK_BYTES + LINE,

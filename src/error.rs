@@ -26,10 +26,29 @@ pub enum Error {
         /// Bytes that could not be reserved.
         bytes: u64,
     },
-    /// A segment of that name exists already.
+    /// A segment of that name exists and is in use. (One that no process
+    /// holds any more is replaced by `create`, not reported.)
     AlreadyExists {
         /// The segment's name.
         segment: String,
+        /// The pids its live peers recorded (display only; empty when the
+        /// holder has not attached yet, e.g. it is being opened).
+        pids: Vec<u32>,
+    },
+    /// Every process that held the segment is gone and one of them died
+    /// while attached: its session is over. The next `create` of the name
+    /// replaces it; a waiting `open` waits for that.
+    Stale {
+        /// The segment's name.
+        segment: String,
+    },
+    /// `open_or_create` found the segment with other parameters than
+    /// those asked for.
+    Mismatch {
+        /// The segment's name.
+        segment: String,
+        /// What differs.
+        detail: String,
     },
     /// No segment of that name exists.
     NotFound {
@@ -131,8 +150,29 @@ impl fmt::Display for Error {
                 "segment {segment:?}: no space to reserve {bytes} bytes of shared memory \
                  (is /dev/shm full or too small?)"
             ),
-            Error::AlreadyExists { segment } => {
-                write!(f, "segment {segment:?} already exists")
+            Error::AlreadyExists { segment, pids } if pids.is_empty() => write!(
+                f,
+                "segment {segment:?} already exists and a process is opening it"
+            ),
+            Error::AlreadyExists { segment, pids } => {
+                let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+                write!(
+                    f,
+                    "segment {segment:?} already exists, in use by pid {}: open it instead, \
+                     or stop those processes (it is replaced once nobody holds it)",
+                    pids.join(", ")
+                )
+            }
+            Error::Stale { segment } => write!(
+                f,
+                "segment {segment:?} is stale: every process that held it is gone and one died \
+                 attached; creating it again replaces it (`ringway gc` removes it)"
+            ),
+            Error::Mismatch { segment, detail } => {
+                write!(
+                    f,
+                    "segment {segment:?} exists with other parameters: {detail}"
+                )
             }
             Error::NotFound { segment } => write!(f, "segment {segment:?} does not exist"),
             Error::InvalidName { name, reason } => {

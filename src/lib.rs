@@ -46,8 +46,13 @@
 //! `O_CREAT | O_EXCL`, mode `0600`, its pages reserved at creation so a full
 //! `/dev/shm` is an error then rather than a `SIGBUS` later), or an anonymous
 //! memfd handed to a child ([`spsc::channel`], [`spsc::Producer::segment_fd`],
-//! [`spsc::Consumer::from_fd`]). The creator's handle removes the name when
-//! it drops. Every segment starts with a versioned header; opening checks
+//! [`spsc::Consumer::from_fd`], or [`spsc::Producer::pass_to`] and
+//! `from_inherited` for a `Command` child). A segment lives while any
+//! process holds it: the last holder removes the name (a ring still holding
+//! messages for a reader that has not come yet is kept for it); `open_wait`
+//! and `open_timeout` wait for a name to appear, `open_or_create` lets
+//! either side come first, and `create` replaces a segment nobody holds any
+//! more (left by killed processes). Every segment starts with a versioned header; opening checks
 //! magic, version, kind, checksum, parameters and the file's size before it
 //! touches anything past the header.
 //!
@@ -88,6 +93,12 @@
 
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+compile_error!(
+    "ringway supports Linux with glibc only: it needs /dev/shm, memfd_create, OFD locks, \
+     futex and glibc's robust process-shared mutex"
+);
+
 #[cfg(not(loom))]
 pub mod admin;
 pub mod codec;
@@ -96,6 +107,8 @@ pub mod counters;
 pub mod error;
 mod failpoint;
 mod header;
+#[cfg(not(loom))]
+pub mod inherit;
 #[cfg(not(loom))]
 mod lock;
 pub mod mpmc;

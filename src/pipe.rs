@@ -126,6 +126,15 @@ fn create_segment(name: Option<&str>, duplex: bool, capacity: usize) -> Result<S
     Segment::create_with(name, spec, 0o600, &|seg| attach(seg, END1))
 }
 
+/// The pipe's keep rule: end 2 has never come and end 1 left messages for
+/// it (duplex), so end 2 started later still gets them.
+fn keep(seg: &Segment) -> bool {
+    let h = seg.header();
+    h.param_b == 2
+        && peer::state(seg, END2).is_ok_and(|s| s == peer::FREE)
+        && crate::spsc::ring::unread(seg.region(), &ring_layout(h, 1))
+}
+
 /// One end of a pipe. `Send`, not `Sync`.
 #[derive(Debug)]
 pub struct Pipe {
@@ -140,28 +149,86 @@ impl Pipe {
     /// end 2 sends, end 1 receives) with `capacity` bytes per direction, and
     /// take end 1. The name is removed when this end drops.
     pub fn create(name: &str, duplex: bool, capacity: usize) -> Result<Pipe> {
-        Pipe::build(create_segment(Some(name), duplex, capacity)?, END1, true)
+        Pipe::build(create_segment(Some(name), duplex, capacity)?, END1)
     }
 
     /// Create an anonymous pipe (a memfd) and take end 1; a child process
     /// takes end 2 with [`from_fd`](Self::from_fd) on
     /// [`segment_fd`](Self::segment_fd).
     pub fn create_anonymous(duplex: bool, capacity: usize) -> Result<Pipe> {
-        Pipe::build(create_segment(None, duplex, capacity)?, END1, true)
+        Pipe::build(create_segment(None, duplex, capacity)?, END1)
     }
 
     /// Open the named pipe and take end 2.
     pub fn open(name: &str) -> Result<Pipe> {
         let seg = Segment::open(name, Kind::Pipe, validate)?;
         attach(&seg, END2)?;
-        Pipe::build(seg, END2, false)
+        Pipe::build(seg, END2)
+    }
+
+    /// Open the named pipe and take end 2, waiting as long as it takes for
+    /// it to be created (a stale pipe of that name is waited past).
+    pub fn open_wait(name: &str) -> Result<Pipe> {
+        Pipe::open_until(name, None)
+    }
+
+    /// [`open_wait`](Self::open_wait), giving up after `timeout` with the
+    /// last reason (`NotFound`, `NotReady` or `Stale`).
+    pub fn open_timeout(name: &str, timeout: Duration) -> Result<Pipe> {
+        Pipe::open_until(name, crate::segment::deadline_after(timeout))
+    }
+
+    fn open_until(name: &str, deadline: Option<std::time::Instant>) -> Result<Pipe> {
+        let seg = Segment::open_wait(name, Kind::Pipe, validate, deadline)?;
+        attach(&seg, END2)?;
+        Pipe::build(seg, END2)
+    }
+
+    /// Take end 2 of the named pipe if it exists (it must have the same
+    /// direction and capacity, or `Mismatch`), or create it and take end
+    /// 1: two programs can each call this, in either order.
+    pub fn open_or_create(name: &str, duplex: bool, capacity: usize) -> Result<Pipe> {
+        let cap = crate::spsc::handles::data_capacity(capacity)?;
+        crate::segment::open_or_create(
+            name,
+            || {
+                let seg = Segment::open(name, Kind::Pipe, validate)?;
+                let h = seg.header();
+                let want = if duplex { 2 } else { 1 };
+                if (h.param_a, h.param_b) != (cap, want) {
+                    return Err(Error::Mismatch {
+                        segment: name.to_owned(),
+                        detail: format!(
+                            "{} with {} bytes per direction; {} with {cap} asked for",
+                            if h.param_b == 2 { "duplex" } else { "simplex" },
+                            h.param_a,
+                            if duplex { "duplex" } else { "simplex" }
+                        ),
+                    });
+                }
+                attach(&seg, END2)?;
+                Pipe::build(seg, END2)
+            },
+            || Pipe::create(name, duplex, capacity),
+        )
+    }
+
+    /// Let the children `cmd` spawns take end 2 with
+    /// [`from_inherited`](Self::from_inherited)`(key)`.
+    pub fn pass_to(&self, cmd: &mut std::process::Command, key: &str) -> Result<()> {
+        crate::inherit::pass(self.segment_fd(), cmd, key)
+    }
+
+    /// Take end 2 of the pipe a parent passed with `pass_to(.., key)`.
+    pub fn from_inherited(key: &str) -> Result<Pipe> {
+        Pipe::from_fd(std::os::fd::AsFd::as_fd(&crate::inherit::take(key)?))
     }
 
     /// Take end 2 of the pipe behind `fd`.
     pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Pipe> {
         let seg = Segment::open_fd(fd, Kind::Pipe, validate)?;
         attach(&seg, END2)?;
-        Pipe::build(seg, END2, false)
+        Pipe::build(seg, END2)
     }
 
     /// Both ends, in this process (for threads): `(end 1, end 2)`; in a
@@ -173,8 +240,8 @@ impl Pipe {
         Ok((one, two))
     }
 
-    fn build(mut seg: Segment, end: u32, creator: bool) -> Result<Pipe> {
-        seg.set_unlink_on_drop(creator);
+    fn build(mut seg: Segment, end: u32) -> Result<Pipe> {
+        seg.set_keep(keep);
         let h = *seg.header();
         let seg = Arc::new(seg);
         let duplex = h.param_b == 2;

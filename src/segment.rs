@@ -28,6 +28,20 @@ pub(crate) const MAX_NAME_LEN: usize = 200;
 /// holds it, that the name was not removed: so a segment is never removed
 /// under a process that is opening it.
 pub(crate) const HOLD_BYTE: u64 = 4096;
+/// The byte a holder locks exclusively while it decides whether it is the
+/// last one (see [`Segment`]'s `Drop`): closers go one at a time, so two
+/// last holders leaving together cannot both see the other and leave the
+/// name behind.
+pub(crate) const GATE_BYTE: u64 = 4097;
+/// How long a file with no header and no holder may be a creator's
+/// (between its `shm_open` and its hold) before it counts as abandoned; as
+/// `gc`'s grace.
+const INIT_GRACE: Duration = Duration::from_secs(5);
+
+/// A kind's answer, asked of the last holder as it leaves: whether the
+/// segment must outlive its holders (it holds messages for a reader that
+/// has not come yet), so its name stays.
+pub(crate) type Keep = fn(&Segment) -> bool;
 
 /// What a creator asks for.
 #[derive(Clone, Copy, Debug)]
@@ -56,7 +70,12 @@ pub(crate) struct Segment {
     lock: File,
     name: Option<String>,
     header: Header,
-    unlink_on_drop: bool,
+    /// Whether this handle holds [`HOLD_BYTE`] (all but `inspect`'s look).
+    held: bool,
+    /// The kind's keep rule, once this handle takes part in the segment's
+    /// life (it created it, or attached). `None`: a look or a failed open,
+    /// which never removes the name.
+    keep: Option<Keep>,
 }
 
 /// Check a segment name: 1..=200 bytes, no `/`, no NUL, not `.` or `..`.
@@ -136,30 +155,7 @@ impl Segment {
             .ok_or_else(|| Error::InvalidArgument("segment size overflows".into()))?;
         let dname = display_name(name).to_owned();
         let file = match name {
-            Some(n) => {
-                let c = validate_name(n)?;
-                let flags = libc::O_RDWR
-                    | libc::O_CREAT
-                    | libc::O_EXCL
-                    | libc::O_NOFOLLOW
-                    | libc::O_CLOEXEC;
-                // SAFETY: `c` is a valid NUL-terminated string.
-                let fd = unsafe { libc::shm_open(c.as_ptr(), flags, mode as libc::mode_t) };
-                if fd < 0 {
-                    let e = std::io::Error::last_os_error();
-                    if e.raw_os_error() == Some(libc::EEXIST) {
-                        return Err(Error::AlreadyExists { segment: dname });
-                    }
-                    return Err(Error::Io {
-                        op: "shm_open",
-                        segment: dname,
-                        source: e,
-                    });
-                }
-                // SAFETY: `fd` was just returned by shm_open and is owned
-                // by nobody else.
-                File::from(unsafe { OwnedFd::from_raw_fd(fd) })
-            }
+            Some(n) => create_exclusive(n, mode)?,
             None => {
                 let label = CString::new("ringway").expect("no NUL");
                 let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
@@ -250,8 +246,10 @@ impl Segment {
             lock,
             name: name.map(str::to_owned),
             header,
-            // From here on, dropping `seg` on an error removes the name.
-            unlink_on_drop: name.is_some(),
+            // From here on, dropping `seg` on an error removes the name
+            // (its creator is its only holder).
+            held: true,
+            keep: Some(keep_nothing),
         };
         init(&seg)?;
         crate::failpoint::failpoint!("segment.before_ready");
@@ -260,39 +258,61 @@ impl Segment {
         Ok(seg)
     }
 
-    /// Open a named segment and validate it as `kind`.
+    /// Open a named segment and validate it as `kind`. A segment whose
+    /// every holder is gone and one of which died attached is
+    /// [`Error::Stale`].
     pub(crate) fn open(name: &str, kind: Kind, validate: Validator) -> Result<Segment> {
-        Self::open_named(name, kind, validate, true)
+        Self::open_named(name, kind, validate, true, Instant::now() + READY_WAIT)
+    }
+
+    /// [`open`](Self::open), waiting until `deadline` (`None`: forever) for
+    /// the name to appear and be READY, and for a stale segment of that
+    /// name to be replaced by its next creator.
+    pub(crate) fn open_wait(
+        name: &str,
+        kind: Kind,
+        validate: Validator,
+        deadline: Option<Instant>,
+    ) -> Result<Segment> {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let ready_by = match deadline {
+                Some(d) => d.min(Instant::now() + READY_WAIT),
+                None => Instant::now() + READY_WAIT,
+            };
+            match Self::open_named(name, kind, validate, true, ready_by) {
+                Err(Error::NotFound { .. } | Error::NotReady { .. } | Error::Stale { .. })
+                    if deadline.is_none_or(|d| Instant::now() < d) => {}
+                other => return other,
+            }
+            let left = deadline.map_or(pause, |d| d.saturating_duration_since(Instant::now()));
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
     }
 
     /// [`open`](Self::open) without taking the hold byte: for a look that
     /// must not keep `rm`/`gc` from removing the segment (`inspect`; a
     /// mapping outlives the name, so the look needs no protection).
     pub(crate) fn open_unheld(name: &str, kind: Kind, validate: Validator) -> Result<Segment> {
-        Self::open_named(name, kind, validate, false)
+        Self::open_named(name, kind, validate, false, Instant::now() + READY_WAIT)
     }
 
-    fn open_named(name: &str, kind: Kind, validate: Validator, hold: bool) -> Result<Segment> {
-        let c = validate_name(name)?;
-        let flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        // SAFETY: `c` is a valid NUL-terminated string.
-        let fd = unsafe { libc::shm_open(c.as_ptr(), flags, 0) };
-        if fd < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENOENT) {
-                return Err(Error::NotFound {
-                    segment: name.to_owned(),
-                });
-            }
-            return Err(Error::Io {
-                op: "shm_open",
+    fn open_named(
+        name: &str,
+        kind: Kind,
+        validate: Validator,
+        hold: bool,
+        ready_by: Instant,
+    ) -> Result<Segment> {
+        let file = open_existing(name)?;
+        let seg = Self::from_file(file, Some(name), Some(kind), validate, hold, ready_by)?;
+        if hold && seg.is_stale()? {
+            return Err(Error::Stale {
                 segment: name.to_owned(),
-                source: e,
             });
         }
-        // SAFETY: `fd` was just returned by shm_open.
-        let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        Self::from_file(file, Some(name), kind, validate, hold)
+        Ok(seg)
     }
 
     /// Open the segment behind `fd` (a memfd inherited from a parent, or a
@@ -310,15 +330,26 @@ impl Segment {
                 source,
             })?;
         check_seals(&file, fd)?;
-        Self::from_file(file, None, kind, validate, true)
+        // A named segment passed by fd keeps its name: its handles take
+        // part in removing it when the last one goes.
+        let name = shm_name_of(fd);
+        Self::from_file(
+            file,
+            name.as_deref(),
+            Some(kind),
+            validate,
+            true,
+            Instant::now() + READY_WAIT,
+        )
     }
 
     fn from_file(
         file: File,
         name: Option<&str>,
-        kind: Kind,
+        kind: Option<Kind>,
         validate: Validator,
         hold: bool,
+        ready_by: Instant,
     ) -> Result<Segment> {
         let dname = display_name(name).to_owned();
         let invalid = |field: &'static str, detail: String| Error::Invalid {
@@ -334,7 +365,7 @@ impl Segment {
             // `rm`/`gc` removed the name between our shm_open and our hold.
             return Err(Error::NotFound { segment: dname });
         }
-        let header = wait_ready(&file, &dname)?;
+        let header = wait_ready(&file, &dname, ready_by)?;
         // Read once (above), validate the copy, then use only the copy.
         if header.magic != MAGIC {
             return Err(invalid(
@@ -364,7 +395,7 @@ impl Segment {
                 ),
             ));
         }
-        if header.kind != kind as u32 {
+        if let Some(kind) = kind.filter(|k| header.kind != *k as u32) {
             let found = Kind::from_code(header.kind).map_or("unknown", Kind::name);
             return Err(invalid(
                 "kind",
@@ -413,7 +444,8 @@ impl Segment {
             lock,
             name: name.map(str::to_owned),
             header,
-            unlink_on_drop: false,
+            held: hold,
+            keep: None,
         })
     }
 
@@ -440,9 +472,66 @@ impl Segment {
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
-    /// Whether dropping this handle removes the name (the creator's does).
-    pub(crate) fn set_unlink_on_drop(&mut self, yes: bool) {
-        self.unlink_on_drop = yes && self.name.is_some();
+    /// Set the kind's keep rule, asked by the last holder as it leaves;
+    /// from now on this handle, if it is the last holder, removes the name
+    /// (or keeps it, as the rule says).
+    pub(crate) fn set_keep(&mut self, keep: Keep) {
+        self.keep = Some(keep);
+    }
+
+    /// Whether the segment is stale: a peer died attached and none is
+    /// alive. Its session is over; `create` replaces it.
+    fn is_stale(&self) -> Result<bool> {
+        let mut died = false;
+        for slot in 0..self.header.peer_slots {
+            match crate::peer::liveness(self, slot)? {
+                crate::peer::Liveness::Alive => return Ok(false),
+                crate::peer::Liveness::Dead => {
+                    died |= crate::peer::state(self, slot)? == crate::peer::ACTIVE
+                }
+                _ => {}
+            }
+        }
+        Ok(died)
+    }
+
+    /// The pids recorded by the live peers (display only).
+    fn live_pids(&self) -> Vec<u32> {
+        (0..self.header.peer_slots)
+            .filter(|&s| {
+                crate::peer::liveness(self, s).is_ok_and(|l| l == crate::peer::Liveness::Alive)
+            })
+            .map(|s| crate::peer::display_fields(self, s).0)
+            .collect()
+    }
+
+    /// As the handle goes: if it is the last holder, remove the name,
+    /// unless the kind keeps the segment for a reader yet to come.
+    fn release_name(&self, name: &str) {
+        let deadline = Instant::now() + READY_WAIT;
+        // Closers one at a time (the kernel drops the gate of a closer that
+        // dies); a gate held past the deadline leaves the name to `gc`.
+        loop {
+            match ofd_lock(&self.lock, libc::F_OFD_SETLK, libc::F_WRLCK, GATE_BYTE, 1) {
+                Ok(_) => break,
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES))
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(_) => return,
+            }
+        }
+        // Upgrading our shared hold is granted only when nobody else holds
+        // the segment; refused, we keep the shared lock until below.
+        let last = ofd_lock(&self.lock, libc::F_OFD_SETLK, libc::F_WRLCK, HOLD_BYTE, 1).is_ok();
+        if last && self.keep.is_some_and(|k| !k(self)) && names_file(name, &self.file) {
+            let _ = unlink(name);
+        }
+        // The hold goes before the gate: the next closer must see us gone.
+        let _ = ofd_lock(&self.lock, libc::F_OFD_SETLK, libc::F_UNLCK, HOLD_BYTE, 1);
+        let _ = ofd_lock(&self.lock, libc::F_OFD_SETLK, libc::F_UNLCK, GATE_BYTE, 1);
     }
     /// Give an error from a ring core (which does not know the name) the
     /// segment's name.
@@ -463,12 +552,208 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        if self.unlink_on_drop {
-            if let Some(n) = &self.name {
-                let _ = unlink(n);
-            }
+        if let (true, Some(_), Some(n)) = (self.held, self.keep, &self.name) {
+            self.release_name(n);
         }
     }
+}
+
+/// The keep rule of a kind that keeps nothing (and of a creator before
+/// its kind has set one): the last holder removes the name.
+pub(crate) fn keep_nothing(_: &Segment) -> bool {
+    false
+}
+
+/// When a wait of `timeout` from now ends; `None` (forever) when that is
+/// past what an `Instant` can hold (`Duration::MAX`).
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// Open the segment if it exists (or is kept), else create it; a stale one
+/// is replaced. `open` checks the parameters before it attaches. Races
+/// with other openers and creators settle within a few rounds.
+pub(crate) fn open_or_create<H>(
+    name: &str,
+    open: impl Fn() -> Result<H>,
+    create: impl Fn() -> Result<H>,
+) -> Result<H> {
+    let deadline = Instant::now() + READY_WAIT;
+    loop {
+        match open() {
+            Err(Error::NotFound { .. } | Error::Stale { .. }) => match create() {
+                Err(Error::AlreadyExists { .. }) if Instant::now() < deadline => {}
+                other => return other,
+            },
+            other => return other,
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Busy {
+                segment: name.to_owned(),
+                by: "processes creating and removing it in turn",
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Open an existing named segment's file.
+fn open_existing(name: &str) -> Result<File> {
+    let c = validate_name(name)?;
+    let flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `c` is a valid NUL-terminated string.
+    let fd = unsafe { libc::shm_open(c.as_ptr(), flags, 0) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            return Err(Error::NotFound {
+                segment: name.to_owned(),
+            });
+        }
+        return Err(Error::Io {
+            op: "shm_open",
+            segment: name.to_owned(),
+            source: e,
+        });
+    }
+    // SAFETY: `fd` was just returned by shm_open.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// `shm_open(O_CREAT | O_EXCL)` the name; if it exists and is stale (no
+/// process holds it), replace it. `AlreadyExists` names the live holders.
+fn create_exclusive(name: &str, mode: u32) -> Result<File> {
+    let c = validate_name(name)?;
+    let deadline = Instant::now() + READY_WAIT;
+    loop {
+        let flags =
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: `c` is a valid NUL-terminated string.
+        let fd = unsafe { libc::shm_open(c.as_ptr(), flags, mode as libc::mode_t) };
+        if fd >= 0 {
+            // SAFETY: `fd` was just returned by shm_open and is owned by
+            // nobody else.
+            return Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(Error::Io {
+                op: "shm_open",
+                segment: name.to_owned(),
+                source: e,
+            });
+        }
+        match remove_if_stale(name)? {
+            Existing::Removed => continue,
+            Existing::Held(pids) if !pids.is_empty() || Instant::now() >= deadline => {
+                return Err(Error::AlreadyExists {
+                    segment: name.to_owned(),
+                    pids,
+                })
+            }
+            // Held only by someone opening or creating it: look again.
+            Existing::Held(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+/// What [`remove_if_stale`] found.
+enum Existing {
+    /// It was stale (or vanished): the name is free now.
+    Removed,
+    /// Held: by these live peers (none recorded: a process opening it, or
+    /// a creator that has not attached yet).
+    Held(Vec<u32>),
+}
+
+/// Remove the existing segment `name` if no process holds it: every
+/// handle holds [`HOLD_BYTE`] from the moment it opens or creates the
+/// file, so an unheld file's holders are all gone (exited or died). A file
+/// that is not a ringway segment is never touched.
+fn remove_if_stale(name: &str) -> Result<Existing> {
+    let file = match open_existing(name) {
+        Err(Error::NotFound { .. }) => return Ok(Existing::Removed),
+        other => other?,
+    };
+    let lock = private_ofd(&file, name)?;
+    match ofd_lock(&lock, libc::F_OFD_SETLK, libc::F_WRLCK, HOLD_BYTE, 1) {
+        Ok(_) => {}
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {
+            let pids =
+                Segment::from_file(file, Some(name), None, |_| Ok(()), false, Instant::now())
+                    .map(|s| s.live_pids())
+                    .unwrap_or_default();
+            return Ok(Existing::Held(pids));
+        }
+        Err(source) => {
+            return Err(Error::Io {
+                op: "fcntl(F_OFD_SETLK)",
+                segment: name.to_owned(),
+                source,
+            })
+        }
+    }
+    let meta = file.metadata().map_err(|source| Error::Io {
+        op: "fstat",
+        segment: name.to_owned(),
+        source,
+    })?;
+    if meta.len() < size_of::<Header>() as u64 {
+        // No header yet: a creator between its shm_open and its hold, or
+        // one that died there.
+        let age = std::time::SystemTime::now()
+            .duration_since(meta.modified().unwrap_or(std::time::UNIX_EPOCH))
+            .unwrap_or_default();
+        if age < INIT_GRACE {
+            return Ok(Existing::Held(Vec::new()));
+        }
+    } else {
+        let mut magic = [0u8; 8];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut magic, 0).map_err(|source| {
+            Error::Io {
+                op: "pread",
+                segment: name.to_owned(),
+                source,
+            }
+        })?;
+        if u64::from_ne_bytes(magic) != MAGIC {
+            return Err(Error::Invalid {
+                segment: name.to_owned(),
+                field: "magic",
+                detail: "the name is taken by a file that is not a ringway segment; not replaced"
+                    .into(),
+            });
+        }
+    }
+    if names_file(name, &file) {
+        match unlink(name) {
+            Ok(()) | Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Existing::Removed)
+}
+
+/// Whether `/dev/shm/<name>` is still `file` (not removed, not replaced).
+fn names_file(name: &str, file: &File) -> bool {
+    let (Ok(ours), Ok(there)) = (
+        file.metadata(),
+        std::fs::symlink_metadata(format!("/dev/shm/{name}")),
+    ) else {
+        return false;
+    };
+    (ours.dev(), ours.ino()) == (there.dev(), there.ino())
+}
+
+/// The name of the named segment behind `fd`, if it is one (and still
+/// named): `/proc/self/fd` shows `/dev/shm/<name>`.
+fn shm_name_of(fd: BorrowedFd<'_>) -> Option<String> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    let name = link.to_str()?.strip_prefix("/dev/shm/")?;
+    if name.ends_with(" (deleted)") || validate_name(name).is_err() {
+        return None;
+    }
+    Some(name.to_owned())
 }
 
 /// A memfd handed to us must be sealed against shrinking (ours are, at
@@ -572,8 +857,7 @@ fn file_size(file: &File, dname: &str) -> Result<u64> {
 
 /// Wait (bounded) until the file holds a header whose `state` is `READY`,
 /// and return a copy of it.
-fn wait_ready(file: &File, dname: &str) -> Result<Header> {
-    let deadline = Instant::now() + READY_WAIT;
+fn wait_ready(file: &File, dname: &str, deadline: Instant) -> Result<Header> {
     loop {
         let size = file_size(file, dname)?;
         if size >= size_of::<Header>() as u64 {

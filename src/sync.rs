@@ -63,6 +63,10 @@ macro_rules! atomic {
                 self.0.fetch_or(v, o)
             }
             #[inline(always)]
+            pub(crate) fn fetch_and(&self, v: $int, o: Ordering) -> $int {
+                self.0.fetch_and(v, o)
+            }
+            #[inline(always)]
             pub(crate) fn swap(&self, v: $int, o: Ordering) -> $int {
                 self.0.swap(v, o)
             }

@@ -1,12 +1,12 @@
 //! The mpmc handles: [`Sender`], [`Receiver`] and the read guard.
 
-use super::ring::{self, ClaimRec, Layout, Slot, RECEIVERS_GONE, SENDERS_GONE};
+use super::ring::{self, ClaimRec, Layout, Slot, CREATOR_HOLDS, SENDERS_GONE};
 use crate::error::{Error, RecvError, Result, SendError};
 use crate::failpoint::failpoint;
 use crate::header::{Header, Kind, CLOSED_OFF, LOST_OFF};
 use crate::peer::{self, Liveness};
 use crate::segment::{Segment, Spec};
-use crate::sync::{fence, Ordering};
+use crate::sync::Ordering;
 use crate::wait::{Backoff, Next, Until, WaitStrategy};
 use std::ops::Deref;
 use std::os::fd::BorrowedFd;
@@ -109,11 +109,32 @@ fn create_segment(
     );
     Segment::create_with(name, spec, DEFAULT_MODE, &|seg| {
         ring::init(seg.region(), &lay)?;
+        if let Some(w) = seg.region().u32_at(lay.closed) {
+            // ORDERING: Relaxed — published by the READY store.
+            w.fetch_or(CREATOR_HOLDS, Ordering::Relaxed);
+        }
         match peer::attach(seg, CREATOR_SLOT, role)? {
             peer::Attach::Attached => Ok(()),
             other => Err(seg.corrupted(format!("a new queue's slot 0 is {other:?}"))),
         }
     })
+}
+
+/// Open the named queue (not attached yet) if it has `cap` slots of
+/// `slot` bytes.
+fn open_matching(name: &str, cap: u64, slot: u64) -> Result<Segment> {
+    let seg = Segment::open(name, Kind::Mpmc, validate)?;
+    let h = seg.header();
+    if (h.param_a, h.param_b) != (cap, slot) {
+        return Err(Error::Mismatch {
+            segment: name.to_owned(),
+            detail: format!(
+                "{} slots of {} bytes, {cap} of {slot} asked for",
+                h.param_a, h.param_b
+            ),
+        });
+    }
+    Ok(seg)
 }
 
 /// The peer slot a creator takes (before READY).
@@ -127,9 +148,17 @@ struct End {
     lay: Layout,
     slot: u32,
     role: u32,
+    /// Whether this is the creator's handle (it holds the queue open).
+    creator: bool,
     strategy: WaitStrategy,
     /// When a non-blocking call may check the peers again.
     peer_check_at: std::cell::Cell<Option<std::time::Instant>>,
+}
+
+/// The mpmc keep rule: a queue that still holds messages outlives its last
+/// holder, for receivers that come later (they may join at any time).
+fn keep(seg: &Segment) -> bool {
+    ring::positions(seg.region(), &layout(seg)).is_ok_and(|(enq, deq)| enq != deq)
 }
 
 impl End {
@@ -149,25 +178,22 @@ impl End {
                 }
             }
         };
-        seg.set_unlink_on_drop(creator);
+        seg.set_keep(keep);
         let end = End {
             lay: layout(&seg),
             seg,
             slot,
             role,
+            creator,
             strategy: WaitStrategy::default(),
             peer_check_at: std::cell::Cell::new(None),
         };
-        // ORDERING: SeqCst fence — pairs with the fence in `detach_end`:
-        // either the last leaver sees our ACTIVE entry, or we see its
-        // gone bit.
-        fence(Ordering::SeqCst);
-        let gone = if role == ROLE_SENDER {
-            SENDERS_GONE
-        } else {
-            RECEIVERS_GONE
-        };
-        if ring::closed_bits(end.seg.region(), &end.lay) & gone != 0 {
+        // Our entry is ACTIVE (Release); the bump makes the join part of
+        // the membership chain: a closer that looked before it fails its
+        // CAS and looks again (and sees us), or it ended the stream first
+        // and we are refused. See `ring::end_if_unheld`.
+        let before = ring::bump(end.seg.region(), &end.lay).map_err(|e| end.seg.named(e))?;
+        if role == ROLE_SENDER && before & SENDERS_GONE != 0 {
             peer::detach(&end.seg, end.slot);
             return Err(Error::Closed {
                 segment: end.seg.name().to_owned(),
@@ -175,6 +201,32 @@ impl End {
             });
         }
         Ok(end)
+    }
+
+    /// End the stream if nothing keeps it open any more (after a
+    /// membership change: a sender left or died, the creator let go).
+    fn end_if_unheld(&self) -> Result<bool> {
+        ring::end_if_unheld(self.seg.region(), &self.lay, &mut || {
+            self.others_attached(ROLE_SENDER)
+        })
+        .map_err(|e| self.seg.named(e))
+    }
+
+    /// Whether a sender waiting for room should give up: the creator let
+    /// go and no receiver is attached (one may still join, but nothing
+    /// holds the queue open for it).
+    fn receivers_gone(&self) -> Result<bool> {
+        Ok(
+            ring::closed_bits(self.seg.region(), &self.lay) & CREATOR_HOLDS == 0
+                && !self.others_attached(ROLE_RECEIVER)?,
+        )
+    }
+
+    /// Let go of the creator's hold: from now on the stream ends when
+    /// every sender has gone.
+    fn let_go(&self) -> Result<()> {
+        ring::let_go(self.seg.region(), &self.lay).map_err(|e| self.seg.named(e))?;
+        self.end_if_unheld().map(|_| ())
     }
 
     fn claim(&self) -> ClaimRec<'_> {
@@ -233,6 +285,11 @@ impl End {
             }
             let role = peer::role(&self.seg, s);
             let mut recover = |s: u32| -> Result<()> {
+                if s == CREATOR_SLOT {
+                    // Slot 0 is the creator's until it let go (which
+                    // clears the bit first): its death lets go too.
+                    ring::let_go(r, &self.lay).map_err(|e| self.seg.named(e))?;
+                }
                 let (c, n) = peer::claim_words(&self.seg, s)?;
                 // ORDERING: Acquire — pairs with the dead peer's Release
                 // claim CAS.
@@ -261,10 +318,10 @@ impl End {
                 reaped[(role as usize).min(2)] = true;
             }
         }
-        for (role, gone) in [(ROLE_SENDER, SENDERS_GONE), (ROLE_RECEIVER, RECEIVERS_GONE)] {
-            if reaped[role as usize] && role != self.role && !self.others_attached(role)? {
-                ring::close(r, &self.lay, gone);
-            }
+        if reaped.iter().any(|&x| x) {
+            // The reaped entries are DEAD (Release): a membership change.
+            ring::bump(r, &self.lay).map_err(|e| self.seg.named(e))?;
+            self.end_if_unheld()?;
         }
         Ok(())
     }
@@ -326,18 +383,18 @@ impl End {
         self.check_stuck()
     }
 
-    /// Detach; close this side of the queue if this was its last handle.
+    /// Detach (reaping dead peers first, so a queue left behind for late
+    /// receivers is not taken for stale); end the stream if this was the
+    /// last thing keeping it open.
     fn detach_end(&self) {
+        let _ = self.check_peers();
+        if self.creator {
+            let _ = ring::let_go(self.seg.region(), &self.lay);
+        }
         peer::detach(&self.seg, self.slot);
-        // ORDERING: SeqCst fence — pairs with the fence in `attach`.
-        fence(Ordering::SeqCst);
-        let gone = if self.role == ROLE_SENDER {
-            SENDERS_GONE
-        } else {
-            RECEIVERS_GONE
-        };
-        if let Ok(false) = self.others_attached(self.role) {
-            ring::close(self.seg.region(), &self.lay, gone);
+        // Our entry is CLOSED (Release); see `attach`.
+        if ring::bump(self.seg.region(), &self.lay).is_ok() {
+            let _ = self.end_if_unheld();
         }
     }
 }
@@ -379,9 +436,51 @@ impl Sender {
         )
     }
 
-    /// Open the named queue as a sender.
+    /// Open the named queue as a sender, now: `NotFound` if there is
+    /// no such queue yet (see [`open_wait`](Self::open_wait)).
     pub fn open(name: &str) -> Result<Sender> {
         Sender::attach(Segment::open(name, Kind::Mpmc, validate)?, false)
+    }
+
+    /// Open the named queue as a sender, waiting as long as it takes
+    /// for it to be created (a stale queue of that name is waited past).
+    pub fn open_wait(name: &str) -> Result<Sender> {
+        Sender::attach(Segment::open_wait(name, Kind::Mpmc, validate, None)?, false)
+    }
+
+    /// [`open_wait`](Self::open_wait), giving up after `timeout` with the
+    /// last reason (`NotFound`, `NotReady` or `Stale`).
+    pub fn open_timeout(name: &str, timeout: Duration) -> Result<Sender> {
+        let deadline = crate::segment::deadline_after(timeout);
+        Sender::attach(
+            Segment::open_wait(name, Kind::Mpmc, validate, deadline)?,
+            false,
+        )
+    }
+
+    /// Open the named queue as a sender if it exists, or create it
+    /// (this handle is then the creator, holding it open; see
+    /// [`close`](Self::close)). An existing queue must have the same
+    /// slots and slot size, or `Mismatch`.
+    pub fn open_or_create(name: &str, capacity: usize, max_message: usize) -> Result<Sender> {
+        let cap = crate::size::pow2_in("capacity (slots)", capacity, 2, ring::MAX_SLOTS)?;
+        crate::segment::open_or_create(
+            name,
+            || Sender::attach(open_matching(name, cap, max_message as u64)?, false),
+            || Sender::create(name, capacity, max_message),
+        )
+    }
+
+    /// Let the children `cmd` spawns open this queue with
+    /// `Sender::from_inherited(key)` or `Receiver::from_inherited(key)`.
+    pub fn pass_to(&self, cmd: &mut std::process::Command, key: &str) -> Result<()> {
+        crate::inherit::pass(self.segment_fd(), cmd, key)
+    }
+
+    /// Open the queue a parent passed with `pass_to(.., key)` as a
+    /// sender.
+    pub fn from_inherited(key: &str) -> Result<Sender> {
+        Sender::from_fd(std::os::fd::AsFd::as_fd(&crate::inherit::take(key)?))
     }
 
     /// Open the queue behind `fd` as a sender.
@@ -426,10 +525,14 @@ impl Sender {
         ring::lost(self.end.seg.region(), &self.end.lay)
     }
 
-    /// Close the queue for every sender: receivers drain it, then get
-    /// `Disconnected`. Other senders' sends fail with `Disconnected`.
-    pub fn close(&self) {
-        ring::close(self.end.seg.region(), &self.end.lay, SENDERS_GONE);
+    /// Let the stream end: stop holding the queue open for senders that
+    /// have not joined yet. Once every sender attached now has gone,
+    /// receivers drain the queue and get `Disconnected`, and later senders
+    /// are refused. The creator's handle holds the queue open until it
+    /// calls this or drops (or dies); for the other handles it changes
+    /// nothing. This handle can still send.
+    pub fn close(&self) -> Result<()> {
+        self.end.let_go()
     }
 
     /// Send without waiting (`Full` if no slot is free now).
@@ -551,9 +654,7 @@ impl Sender {
     #[inline]
     fn claim_until(&mut self, len: usize, until: Until) -> Result<u64, SendError<()>> {
         let (r, lay) = (self.end.seg.region(), &self.end.lay);
-        if len as u64 <= lay.slot_size
-            && ring::closed_bits(r, lay) & (RECEIVERS_GONE | SENDERS_GONE) == 0
-        {
+        if len as u64 <= lay.slot_size && ring::closed_bits(r, lay) & SENDERS_GONE == 0 {
             if let Ok(Some((pos, _))) = ring::claim_send(r, lay, self.end.claim(), 1) {
                 return Ok(pos);
             }
@@ -580,7 +681,7 @@ impl Sender {
         let failed = |e: Error| SendError::Failed((), end.seg.named(e));
         let mut backoff: Option<Backoff> = None;
         loop {
-            if ring::closed_bits(r, lay) & (RECEIVERS_GONE | SENDERS_GONE) != 0 {
+            if ring::closed_bits(r, lay) & SENDERS_GONE != 0 {
                 return Err(SendError::Disconnected(()));
             }
             if let Some(claimed) = ring::claim_send(r, lay, end.claim(), want).map_err(failed)? {
@@ -593,6 +694,13 @@ impl Sender {
                     self.end
                         .check_wait()
                         .map_err(|e| SendError::Failed((), e))?;
+                    if self
+                        .end
+                        .receivers_gone()
+                        .map_err(|e| SendError::Failed((), e))?
+                    {
+                        return Err(SendError::Disconnected(()));
+                    }
                     continue;
                 }
                 return Err(SendError::Full(()));
@@ -604,12 +712,17 @@ impl Sender {
                 // ORDERING: Relaxed — a wake-up hint; the claim re-checks.
                 enq_w.is_none_or(|w| w.load(Ordering::Relaxed) != enq)
                     || seq_w.is_none_or(|w| w.load(Ordering::Relaxed) & !ring::SKIPPED == enq)
-                    || ring::closed_bits(r, lay) & (RECEIVERS_GONE | SENDERS_GONE) != 0
+                    || ring::closed_bits(r, lay) & SENDERS_GONE != 0
             };
             match b.snooze(r, lay.space_wait, until.deadline(), &mut ready) {
                 Next::Retry => {}
                 Next::TimedOut => return Err(SendError::Timeout(())),
-                Next::CheckPeers => end.check_wait().map_err(|e| SendError::Failed((), e))?,
+                Next::CheckPeers => {
+                    end.check_wait().map_err(|e| SendError::Failed((), e))?;
+                    if end.receivers_gone().map_err(|e| SendError::Failed((), e))? {
+                        return Err(SendError::Disconnected(()));
+                    }
+                }
             }
         }
     }
@@ -632,9 +745,51 @@ impl Receiver {
         )
     }
 
-    /// Open the named queue as a receiver.
+    /// Open the named queue as a receiver, now: `NotFound` if there is
+    /// no such queue yet (see [`open_wait`](Self::open_wait)).
     pub fn open(name: &str) -> Result<Receiver> {
         Receiver::attach(Segment::open(name, Kind::Mpmc, validate)?, false)
+    }
+
+    /// Open the named queue as a receiver, waiting as long as it takes
+    /// for it to be created (a stale queue of that name is waited past).
+    pub fn open_wait(name: &str) -> Result<Receiver> {
+        Receiver::attach(Segment::open_wait(name, Kind::Mpmc, validate, None)?, false)
+    }
+
+    /// [`open_wait`](Self::open_wait), giving up after `timeout` with the
+    /// last reason (`NotFound`, `NotReady` or `Stale`).
+    pub fn open_timeout(name: &str, timeout: Duration) -> Result<Receiver> {
+        let deadline = crate::segment::deadline_after(timeout);
+        Receiver::attach(
+            Segment::open_wait(name, Kind::Mpmc, validate, deadline)?,
+            false,
+        )
+    }
+
+    /// Open the named queue as a receiver if it exists, or create it
+    /// (this handle is then the creator, holding it open; see
+    /// [`close`](Self::close)). An existing queue must have the same
+    /// slots and slot size, or `Mismatch`.
+    pub fn open_or_create(name: &str, capacity: usize, max_message: usize) -> Result<Receiver> {
+        let cap = crate::size::pow2_in("capacity (slots)", capacity, 2, ring::MAX_SLOTS)?;
+        crate::segment::open_or_create(
+            name,
+            || Receiver::attach(open_matching(name, cap, max_message as u64)?, false),
+            || Receiver::create(name, capacity, max_message),
+        )
+    }
+
+    /// Let the children `cmd` spawns open this queue with
+    /// `Sender::from_inherited(key)` or `Receiver::from_inherited(key)`.
+    pub fn pass_to(&self, cmd: &mut std::process::Command, key: &str) -> Result<()> {
+        crate::inherit::pass(self.segment_fd(), cmd, key)
+    }
+
+    /// Open the queue a parent passed with `pass_to(.., key)` as a
+    /// receiver.
+    pub fn from_inherited(key: &str) -> Result<Receiver> {
+        Receiver::from_fd(std::os::fd::AsFd::as_fd(&crate::inherit::take(key)?))
     }
 
     /// Open the queue behind `fd` as a receiver.
@@ -668,6 +823,13 @@ impl Receiver {
     /// Choose how this end waits (default: adaptive).
     pub fn set_wait_strategy(&mut self, s: WaitStrategy) {
         self.end.strategy = s;
+    }
+
+    /// Let the stream end (see [`Sender::close`]): a creator that
+    /// receives calls this once it wants no more senders to join; its
+    /// iterator ends when the senders attached now have gone.
+    pub fn close(&self) -> Result<()> {
+        self.end.let_go()
     }
 
     /// Messages lost in flight in dead processes so far (each dead sender

@@ -44,10 +44,12 @@ use crate::wait::{self, WaitCell};
 pub(crate) const SLOT_HEADER: u64 = 16;
 /// Bit 63 of `seq`: the slot was skipped by recovery.
 pub(crate) const SKIPPED: u64 = 1 << 63;
-/// `closed` bit: no sender is left (or one closed the queue).
+/// `closed` bit: the stream has ended: the creator let go and no sender is
+/// left ([`end_if_unheld`]). Final: later senders are refused.
 pub(crate) const SENDERS_GONE: u32 = 1;
-/// `closed` bit: no receiver is left.
-pub(crate) const RECEIVERS_GONE: u32 = 2;
+// Bit 2 (`RECEIVERS_GONE` in earlier builds) is no longer set: receivers
+// may join at any time, so "no receiver now" is decided where a sender
+// waits (`End::receivers_gone`), never recorded.
 /// Largest capacity, in slots.
 pub(crate) const MAX_SLOTS: u64 = 1 << 24;
 /// Largest slot payload, in bytes.
@@ -166,7 +168,8 @@ pub(crate) fn closed_bits(r: &Region, lay: &Layout) -> u32 {
         .map_or(0, |w| w.load(Ordering::Acquire))
 }
 
-/// Set `closed` bits and wake both sides.
+/// Set `closed` bits and wake both sides (the loom models' plain close).
+#[cfg_attr(not(loom), allow(dead_code))]
 pub(crate) fn close(r: &Region, lay: &Layout, bits: u32) {
     if let Some(w) = r.u32_at(lay.closed) {
         // ORDERING: Release — pairs with the Acquire load in `closed_bits`.
@@ -174,6 +177,73 @@ pub(crate) fn close(r: &Region, lay: &Layout, bits: u32) {
     }
     let _ = wait::wake(r, lay.data_wait);
     let _ = wait::wake(r, lay.space_wait);
+}
+
+/// `closed` bit: the queue's creator still holds it open (set at creation,
+/// cleared when it lets go, closes or dies). While set, the stream does not
+/// end however many senders come and go.
+pub(crate) const CREATOR_HOLDS: u32 = 4;
+/// What each membership change (a handle joining or leaving, the creator
+/// letting go) adds to the `closed` word, in its bits 8..32: a closer that
+/// decided "nobody is left" on a word that has changed since must look
+/// again.
+pub(crate) const EPOCH: u32 = 1 << 8;
+
+/// Record a membership change that the caller has just made visible (its
+/// peer entry, stored with Release): returns the word before it.
+pub(crate) fn bump(r: &Region, lay: &Layout) -> Result<u32> {
+    // ORDERING: AcqRel — the RMWs on this word form one chain: a later
+    // joiner's or leaver's bump (or a closer's load) acquires every earlier
+    // one's peer-entry store, and a closer's CAS fails if any bump came
+    // after its load.
+    Ok(word32(r, lay.closed)?.fetch_add(EPOCH, Ordering::AcqRel))
+}
+
+/// The creator lets go of the queue (a membership change too).
+pub(crate) fn let_go(r: &Region, lay: &Layout) -> Result<()> {
+    // ORDERING: AcqRel — as in `bump`.
+    word32(r, lay.closed)?.fetch_and(!CREATOR_HOLDS, Ordering::AcqRel);
+    Ok(())
+}
+
+/// End the stream (set SENDERS_GONE and wake everyone) unless something
+/// keeps it open: the creator's hold, or a sender that `senders_attached`
+/// finds. Call after [`bump`] or [`let_go`]. Returns whether the stream
+/// has ended.
+pub(crate) fn end_if_unheld(
+    r: &Region,
+    lay: &Layout,
+    senders_attached: &mut dyn FnMut() -> Result<bool>,
+) -> Result<bool> {
+    let w = word32(r, lay.closed)?;
+    // A hostile peer could change the word forever: bounded.
+    for _ in 0..1000 {
+        // ORDERING: Acquire — sees the peer entries of every handle whose
+        // bump is in the chain up to the value read.
+        let v = w.load(Ordering::Acquire);
+        if v & SENDERS_GONE != 0 {
+            return Ok(true);
+        }
+        if v & CREATOR_HOLDS != 0 || senders_attached()? {
+            return Ok(false);
+        }
+        // ORDERING: AcqRel on success — Release: the messages published
+        // before are visible to whoever sees SENDERS_GONE (as in `close`);
+        // failure: somebody joined or left since our load, look again.
+        if w.compare_exchange(v, v | SENDERS_GONE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            let _ = wait::wake(r, lay.data_wait);
+            let _ = wait::wake(r, lay.space_wait);
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn word32(r: &Region, off: usize) -> Result<&crate::sync::AtomicU32> {
+    r.u32_at(off)
+        .ok_or_else(|| corrupted(format!("word at {off} outside the segment")))
 }
 
 /// Messages lost in flight so far.
@@ -743,6 +813,97 @@ mod loom_tests {
             let mine: Vec<u8> = got.iter().copied().filter(|v| *v < 10).collect();
             assert_eq!(mine, [1, 2], "per-producer order in {got:?}");
             assert!(got.contains(&10));
+        });
+    }
+
+    /// The membership protocol with peer entries as plain words (1:
+    /// attached, 2: gone). `join` returns whether the joiner was admitted.
+    fn join(r: &Region, lay: &Layout, entry: usize) -> bool {
+        // ORDERING: Release — as `peer::attach_any`'s store of ACTIVE.
+        r.u32_at(entry).unwrap().store(1, Ordering::Release);
+        let v = bump(r, lay).unwrap();
+        if v & SENDERS_GONE != 0 {
+            // ORDERING: Release — as `peer::detach`.
+            r.u32_at(entry).unwrap().store(2, Ordering::Release);
+            return false;
+        }
+        true
+    }
+
+    fn leave(r: &Region, lay: &Layout, entry: usize, entries: &[usize]) {
+        // ORDERING: Release — as `peer::detach`.
+        r.u32_at(entry).unwrap().store(2, Ordering::Release);
+        bump(r, lay).unwrap();
+        end_if_unheld(r, lay, &mut || {
+            // ORDERING: Acquire — as `peer::state`.
+            Ok(entries
+                .iter()
+                .any(|&e| r.u32_at(e).unwrap().load(Ordering::Acquire) == 1))
+        })
+        .unwrap();
+    }
+
+    /// Two last senders leave at once (the creator has let go): one of
+    /// them ends the stream. Fails if the leavers skip their bump (each can
+    /// then miss the other's leaving).
+    #[test]
+    fn two_last_leavers_end_the_stream() {
+        crate::sync::model("mpmc_two_last_leavers", || {
+            let (r, lay, c) = setup(2);
+            let entries = [c, c + 4];
+            for e in entries {
+                assert!(join(&r, &lay, e));
+            }
+            let r1 = r.clone();
+            let t = loom::thread::spawn(move || leave(&r1, &lay, entries[0], &entries));
+            leave(&r, &lay, entries[1], &entries);
+            t.join().unwrap();
+            assert!(closed_bits(&r, &lay) & SENDERS_GONE != 0, "nobody ended it");
+        });
+    }
+
+    /// A sender joins while the last one leaves: either it is admitted and
+    /// the stream stays open until it leaves, or it is refused and the
+    /// stream has ended; never admitted into an ended stream.
+    #[test]
+    fn a_joiner_racing_the_last_leaver_is_admitted_or_refused() {
+        crate::sync::model("mpmc_joiner_vs_last_leaver", || {
+            let (r, lay, c) = setup(2);
+            let entries = [c, c + 4];
+            assert!(join(&r, &lay, entries[0]));
+            let r1 = r.clone();
+            let t = loom::thread::spawn(move || leave(&r1, &lay, entries[0], &entries));
+            let admitted = join(&r, &lay, entries[1]);
+            t.join().unwrap();
+            let gone = closed_bits(&r, &lay) & SENDERS_GONE != 0;
+            assert_eq!(admitted, !gone, "admitted {admitted}, ended {gone}");
+            if admitted {
+                leave(&r, &lay, entries[1], &entries);
+                assert!(closed_bits(&r, &lay) & SENDERS_GONE != 0);
+            }
+        });
+    }
+
+    /// The creator lets go while the last sender leaves: the stream ends.
+    #[test]
+    fn creator_letting_go_and_last_leaver_end_the_stream() {
+        crate::sync::model("mpmc_creator_lets_go", || {
+            let (r, lay, c) = setup(2);
+            let entries = [c];
+            r.u32_at(lay.closed)
+                .unwrap()
+                .fetch_or(CREATOR_HOLDS, Ordering::Relaxed);
+            assert!(join(&r, &lay, entries[0]));
+            let r1 = r.clone();
+            let t = loom::thread::spawn(move || leave(&r1, &lay, entries[0], &entries));
+            let_go(&r, &lay).unwrap();
+            end_if_unheld(&r, &lay, &mut || {
+                // ORDERING: Acquire — as `peer::state`.
+                Ok(r.u32_at(entries[0]).unwrap().load(Ordering::Acquire) == 1)
+            })
+            .unwrap();
+            t.join().unwrap();
+            assert!(closed_bits(&r, &lay) & SENDERS_GONE != 0, "nobody ended it");
         });
     }
 

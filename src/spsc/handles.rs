@@ -10,7 +10,7 @@ use crate::sync::Ordering;
 use crate::wait::{Backoff, Next, Until, WaitStrategy};
 use ring::{ConsumerCore, Layout, ProducerCore, CONSUMER_CLOSED, PRODUCER_CLOSED};
 use std::ops::{Deref, DerefMut};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -168,6 +168,26 @@ fn check_peer(seg: &Segment, slot: u32, lay: &Layout, bit: u32) -> Result<bool> 
     }
 }
 
+/// The spsc keep rule: a ring whose consumer has never come and that
+/// holds unread messages outlives its last holder, so a consumer started
+/// after the producer finished still gets them.
+fn keep(seg: &Segment) -> bool {
+    peer::state(seg, CONSUMER_SLOT).is_ok_and(|s| s == peer::FREE)
+        && ring::unread(seg.region(), &layout(seg))
+}
+
+/// Open the named ring (not attached yet) if its capacity is `cap`.
+fn open_matching(name: &str, cap: u64) -> Result<Segment> {
+    let seg = Segment::open(name, Kind::Spsc, validate)?;
+    if seg.header().param_a != cap {
+        return Err(Error::Mismatch {
+            segment: name.to_owned(),
+            detail: format!("capacity {} bytes, {cap} asked for", seg.header().param_a),
+        });
+    }
+    Ok(seg)
+}
+
 /// Create a ring, attached as `slot` before it is READY (no opener can
 /// take the creator's end first).
 fn create_segment(name: Option<&str>, capacity: usize, slot: u32) -> Result<Segment> {
@@ -251,9 +271,40 @@ impl Producer {
         Producer::from_segment(create_segment(None, capacity, PRODUCER_SLOT)?, true)
     }
 
-    /// Open the named ring as its producer.
+    /// Open the named ring as its producer, now: `NotFound` if there is no
+    /// such ring yet (see [`open_wait`](Self::open_wait)).
     pub fn open(name: &str) -> Result<Producer> {
         Producer::from_segment(Segment::open(name, Kind::Spsc, validate)?, false)
+    }
+
+    /// Open the named ring as its producer, waiting as long as it takes
+    /// for it to be created (a stale ring of that name is waited past:
+    /// its next creator replaces it).
+    pub fn open_wait(name: &str) -> Result<Producer> {
+        Producer::open_until(name, None)
+    }
+
+    /// [`open_wait`](Self::open_wait), giving up after `timeout` with the
+    /// last reason (`NotFound`, `NotReady` or `Stale`).
+    pub fn open_timeout(name: &str, timeout: Duration) -> Result<Producer> {
+        Producer::open_until(name, segment::deadline_after(timeout))
+    }
+
+    fn open_until(name: &str, deadline: Option<std::time::Instant>) -> Result<Producer> {
+        let seg = Segment::open_wait(name, Kind::Spsc, validate, deadline)?;
+        Producer::from_segment(seg, false)
+    }
+
+    /// Open the named ring as its producer if it exists, or create it with
+    /// `capacity` (which an existing ring must match, rounded as `create`
+    /// rounds it, or `Mismatch`). Either side may call this first.
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<Producer> {
+        let cap = data_capacity(capacity)?;
+        segment::open_or_create(
+            name,
+            || Producer::from_segment(open_matching(name, cap)?, false),
+            || Producer::create(name, capacity),
+        )
     }
 
     /// Open the ring behind `fd` (inherited or passed) as its producer.
@@ -261,12 +312,26 @@ impl Producer {
         Producer::from_segment(Segment::open_fd(fd, Kind::Spsc, validate)?, false)
     }
 
+    /// Let the children `cmd` spawns open this ring with
+    /// [`Consumer::from_inherited`]`(key)` (or `Producer::from_inherited`
+    /// once this handle is gone): its fd is inherited and named in their
+    /// environment. Works for named and anonymous rings.
+    pub fn pass_to(&self, cmd: &mut std::process::Command, key: &str) -> Result<()> {
+        crate::inherit::pass(self.segment_fd(), cmd, key)
+    }
+
+    /// Open the ring a parent passed with `pass_to(.., key)` as its
+    /// producer.
+    pub fn from_inherited(key: &str) -> Result<Producer> {
+        Producer::from_fd(crate::inherit::take(key)?.as_fd())
+    }
+
     /// A handle on `seg`; a creator's segment is attached already.
     fn from_segment(mut seg: Segment, creator: bool) -> Result<Producer> {
         if !creator {
             attach(&seg, PRODUCER_SLOT)?;
         }
-        seg.set_unlink_on_drop(creator);
+        seg.set_keep(keep);
         let lay = layout(&seg);
         let mut p = Producer::half(Arc::new(seg), lay, CONSUMER_SLOT);
         p.own_slot = Some(PRODUCER_SLOT);
@@ -708,9 +773,40 @@ impl Consumer {
         Consumer::from_segment(create_segment(None, capacity, CONSUMER_SLOT)?, true)
     }
 
-    /// Open the named ring as its consumer.
+    /// Open the named ring as its consumer, now: `NotFound` if there is no
+    /// such ring yet (see [`open_wait`](Self::open_wait)).
     pub fn open(name: &str) -> Result<Consumer> {
         Consumer::from_segment(Segment::open(name, Kind::Spsc, validate)?, false)
+    }
+
+    /// Open the named ring as its consumer, waiting as long as it takes
+    /// for it to be created (a stale ring of that name is waited past:
+    /// its next creator replaces it). A ring whose producer finished
+    /// before any consumer came is still there, with its messages.
+    pub fn open_wait(name: &str) -> Result<Consumer> {
+        Consumer::open_until(name, None)
+    }
+
+    /// [`open_wait`](Self::open_wait), giving up after `timeout` with the
+    /// last reason (`NotFound`, `NotReady` or `Stale`).
+    pub fn open_timeout(name: &str, timeout: Duration) -> Result<Consumer> {
+        Consumer::open_until(name, segment::deadline_after(timeout))
+    }
+
+    fn open_until(name: &str, deadline: Option<std::time::Instant>) -> Result<Consumer> {
+        let seg = Segment::open_wait(name, Kind::Spsc, validate, deadline)?;
+        Consumer::from_segment(seg, false)
+    }
+
+    /// Open the named ring as its consumer if it exists, or create it with
+    /// `capacity` (which an existing ring must match, or `Mismatch`).
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<Consumer> {
+        let cap = data_capacity(capacity)?;
+        segment::open_or_create(
+            name,
+            || Consumer::from_segment(open_matching(name, cap)?, false),
+            || Consumer::create(name, capacity),
+        )
     }
 
     /// Open the ring behind `fd` (inherited or passed) as its consumer.
@@ -718,12 +814,24 @@ impl Consumer {
         Consumer::from_segment(Segment::open_fd(fd, Kind::Spsc, validate)?, false)
     }
 
+    /// Let the children `cmd` spawns open this ring with
+    /// [`Producer::from_inherited`]`(key)`; see [`Producer::pass_to`].
+    pub fn pass_to(&self, cmd: &mut std::process::Command, key: &str) -> Result<()> {
+        crate::inherit::pass(self.segment_fd(), cmd, key)
+    }
+
+    /// Open the ring a parent passed with `pass_to(.., key)` as its
+    /// consumer.
+    pub fn from_inherited(key: &str) -> Result<Consumer> {
+        Consumer::from_fd(crate::inherit::take(key)?.as_fd())
+    }
+
     /// A handle on `seg`; a creator's segment is attached already.
     fn from_segment(mut seg: Segment, creator: bool) -> Result<Consumer> {
         if !creator {
             attach(&seg, CONSUMER_SLOT)?;
         }
-        seg.set_unlink_on_drop(creator);
+        seg.set_keep(keep);
         let lay = layout(&seg);
         let mut c = Consumer::half(Arc::new(seg), lay, PRODUCER_SLOT);
         c.own_slot = Some(CONSUMER_SLOT);

@@ -223,6 +223,16 @@ pub(crate) fn close(r: &Region, lay: &Layout, bit: u32) -> bool {
     wait::wake(r, cell)
 }
 
+/// Whether published bytes wait unread: the published `tail` is past the
+/// released `head`. (Asked by a segment's last holder, whose ring nobody
+/// else writes any more.)
+pub(crate) fn unread(r: &Region, lay: &Layout) -> bool {
+    // ORDERING: Acquire — pairs with the Release stores of `tail` in
+    // `publish` and of `head` in `release`.
+    let load = |off| r.u64_at(off).map_or(0, |w| w.load(Ordering::Acquire));
+    load(lay.tail) != load(lay.head)
+}
+
 /// The producer's half of the protocol. Process-local state only.
 #[derive(Debug)]
 pub(crate) struct ProducerCore {

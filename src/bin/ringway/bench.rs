@@ -162,7 +162,11 @@ impl Drop for Spawned {
 /// Run children with the given argument lists; returns their result lines
 /// (after READY/GO). `close` is dropped once they are spawned (the parent's
 /// copies of fds whose end-of-file the children rely on).
-fn run_group(args: Vec<Vec<String>>, close: Vec<OwnedFd>) -> Result<Vec<String>, String> {
+fn run_group(
+    args: Vec<Vec<String>>,
+    close: Vec<OwnedFd>,
+    holder: Option<&ringway::mpmc::Receiver>,
+) -> Result<Vec<String>, String> {
     let deadline = Instant::now() + RUN_LIMIT;
     let mut kids: Vec<Spawned> = args.iter().map(|a| spawn(a)).collect();
     drop(close);
@@ -172,6 +176,11 @@ fn run_group(args: Vec<Vec<String>>, close: Vec<OwnedFd>) -> Result<Vec<String>,
             return Err(format!("expected READY, got {l:?}"));
         }
     }
+    // Every child has attached: the queue's creator lets go, so the
+    // stream ends when the senders have all gone.
+    if let Some(h) = holder {
+        h.close().map_err(|e| e.to_string())?;
+    }
     for k in &mut kids {
         writeln!(k.stdin, "GO").map_err(|e| e.to_string())?;
     }
@@ -179,8 +188,12 @@ fn run_group(args: Vec<Vec<String>>, close: Vec<OwnedFd>) -> Result<Vec<String>,
 }
 
 /// [`run_group`] for a pair.
-fn run_pair(a: Vec<String>, b: Vec<String>) -> Result<(String, String), String> {
-    let mut v = run_group(vec![a, b], Vec::new())?;
+fn run_pair(
+    a: Vec<String>,
+    b: Vec<String>,
+    holder: Option<&ringway::mpmc::Receiver>,
+) -> Result<(String, String), String> {
+    let mut v = run_group(vec![a, b], Vec::new(), holder)?;
     let lb = v.pop().unwrap();
     Ok((v.pop().unwrap(), lb))
 }
@@ -266,7 +279,7 @@ fn throughput(transport: &'static str, size: usize, n: u64, pin: bool) -> Result
         }
         _ => unreachable!(),
     }
-    let (la, lb) = run_pair(ta, tb)?;
+    let (la, lb) = run_pair(ta, tb, holder.as_ref())?;
     drop(holder);
     let t0 = value(&la, "T0")?;
     let t1 = lb
@@ -350,7 +363,7 @@ fn threads_rate(transport: &str, size: usize, n: u64) -> Result<f64, String> {
         kv("slots", slots()),
         kv("cpu", -1),
     ];
-    let lines = run_group(vec![args], Vec::new())?;
+    let lines = run_group(vec![args], Vec::new(), None)?;
     let v: Vec<u64> = lines[0]
         .split_whitespace()
         .skip(1)
@@ -447,7 +460,7 @@ fn many(transport: &'static str, n: u64) -> Result<f64, String> {
     }
     // Consumers that read a pipe until end-of-file must not share the
     // producers' write end: each child closes the fds it does not use.
-    let lines = run_group(args, close)?;
+    let lines = run_group(args, close, holder.as_ref())?;
     drop(holder);
     let (t0, t1, count, sum) = if transport == "threads" {
         let v: Vec<u64> = lines[0]
@@ -550,7 +563,7 @@ fn latency(transport: &'static str, s: Sizes, pin: bool) -> Result<[u64; 4], Str
         }
         _ => unreachable!(),
     }
-    let (la, lb) = run_pair(ta, tb)?;
+    let (la, lb) = run_pair(ta, tb, None)?;
     if lb != "DONE" {
         return Err(format!("ponger said {lb:?}"));
     }
@@ -709,7 +722,7 @@ fn counting(transport: &'static str, k: u64) -> Result<f64, String> {
             }
         });
     }
-    let lines = run_group(args, Vec::new())?;
+    let lines = run_group(args, Vec::new(), None)?;
     let (mut t0, mut t1) = (u64::MAX, 0);
     for l in &lines {
         let v: Vec<u64> = l
@@ -763,7 +776,7 @@ fn idle_cpu() -> Result<f64, String> {
         kv("ms", ms),
         kv("cpu", -1),
     ];
-    let lines = run_group(vec![args], Vec::new())?;
+    let lines = run_group(vec![args], Vec::new(), None)?;
     let us = value(&lines[0], "IDLE")?;
     Ok(us as f64 / (ms as f64 * 1000.0) * 100.0)
 }

@@ -280,6 +280,9 @@ fn soak(o: &Options) -> Result<bool, String> {
         }
     }
     drop(mine);
+    // The watcher created the queue and holds it open: it lets go, and the
+    // stream ends once the keeper (the last sender) goes.
+    watcher.close().map_err(|e| e.to_string())?;
     drop(keeper);
     for k in kids.iter_mut().filter(|k| !k.producer) {
         wait_or_kill(k, deadline, &mut failures)?;
