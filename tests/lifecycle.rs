@@ -432,3 +432,25 @@ fn an_end_passed_to_a_command_child() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+#[test]
+fn a_sender_waiting_for_room_gives_up_when_the_receivers_came_and_went() {
+    let name = unique_name("lc-rx-gone");
+    let _u = Unlink(name.clone());
+    let mut tx = Sender::create(&name, 2, 8).unwrap();
+    tx.send(b"a").unwrap();
+    tx.send(b"b").unwrap();
+    // No receiver has come yet: the creator's sender waits (to its deadline).
+    assert!(matches!(
+        tx.send_timeout(b"c", Duration::from_millis(100)),
+        Err(SendError::Timeout(()))
+    ));
+    let mut rx = Receiver::open(&name).unwrap();
+    assert_eq!(rx.recv_vec().unwrap(), b"a");
+    drop(rx);
+    tx.send(b"c").unwrap();
+    // Full again, and the only receiver has gone: told, not left waiting.
+    let t = Instant::now();
+    assert!(matches!(tx.send(b"d"), Err(SendError::Disconnected(()))));
+    assert!(t.elapsed() < Duration::from_secs(2));
+}

@@ -111,7 +111,12 @@ fn create_segment(
         ring::init(seg.region(), &lay)?;
         if let Some(w) = seg.region().u32_at(lay.closed) {
             // ORDERING: Relaxed — published by the READY store.
-            w.fetch_or(CREATOR_HOLDS, Ordering::Relaxed);
+            let seen = if role == ROLE_RECEIVER {
+                ring::RECEIVER_SEEN
+            } else {
+                0
+            };
+            w.fetch_or(CREATOR_HOLDS | seen, Ordering::Relaxed);
         }
         match peer::attach(seg, CREATOR_SLOT, role)? {
             peer::Attach::Attached => Ok(()),
@@ -193,6 +198,9 @@ impl End {
         // CAS and looks again (and sees us), or it ended the stream first
         // and we are refused. See `ring::end_if_unheld`.
         let before = ring::bump(end.seg.region(), &end.lay).map_err(|e| end.seg.named(e))?;
+        if role == ROLE_RECEIVER {
+            ring::receiver_seen(end.seg.region(), &end.lay).map_err(|e| end.seg.named(e))?;
+        }
         if role == ROLE_SENDER && before & SENDERS_GONE != 0 {
             peer::detach(&end.seg, end.slot);
             return Err(Error::Closed {
@@ -212,12 +220,15 @@ impl End {
         .map_err(|e| self.seg.named(e))
     }
 
-    /// Whether a sender waiting for room should give up: the creator let
-    /// go and no receiver is attached (one may still join, but nothing
-    /// holds the queue open for it).
+    /// Whether a sender waiting for room should give up: no receiver is
+    /// attached, and receivers came and all went, or the creator let go.
+    /// (While the creator holds the queue and no receiver has come yet,
+    /// the sender waits for the first, as `Queue.put` would; its
+    /// `_timeout` form ends at the deadline.)
     fn receivers_gone(&self) -> Result<bool> {
+        let bits = ring::closed_bits(self.seg.region(), &self.lay);
         Ok(
-            ring::closed_bits(self.seg.region(), &self.lay) & CREATOR_HOLDS == 0
+            (bits & ring::RECEIVER_SEEN != 0 || bits & CREATOR_HOLDS == 0)
                 && !self.others_attached(ROLE_RECEIVER)?,
         )
     }

@@ -183,6 +183,10 @@ pub(crate) fn close(r: &Region, lay: &Layout, bits: u32) {
 /// cleared when it lets go, closes or dies). While set, the stream does not
 /// end however many senders come and go.
 pub(crate) const CREATOR_HOLDS: u32 = 4;
+/// `closed` bit: a receiver has attached at least once. A sender waiting
+/// for room gives up when no receiver is attached and either one was (the
+/// receivers came and all went) or the creator let go.
+pub(crate) const RECEIVER_SEEN: u32 = 8;
 /// What each membership change (a handle joining or leaving, the creator
 /// letting go) adds to the `closed` word, in its bits 8..32: a closer that
 /// decided "nobody is left" on a word that has changed since must look
@@ -197,6 +201,14 @@ pub(crate) fn bump(r: &Region, lay: &Layout) -> Result<u32> {
     // one's peer-entry store, and a closer's CAS fails if any bump came
     // after its load.
     Ok(word32(r, lay.closed)?.fetch_add(EPOCH, Ordering::AcqRel))
+}
+
+/// Record that a receiver has attached.
+pub(crate) fn receiver_seen(r: &Region, lay: &Layout) -> Result<()> {
+    // ORDERING: Relaxed — a hint for senders' give-up decision, which
+    // re-reads the peer table anyway.
+    word32(r, lay.closed)?.fetch_or(RECEIVER_SEEN, Ordering::Relaxed);
+    Ok(())
 }
 
 /// The creator lets go of the queue (a membership change too).
