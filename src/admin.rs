@@ -112,8 +112,10 @@ impl SegmentInfo {
 
     /// Why `gc` would remove this segment, or `None` to keep it: no
     /// process holds it (every handle holds a lock on the file, dropped by
-    /// the kernel when its process dies, and a creator that exits cleanly
-    /// removes the name itself), or its creator died before publishing it.
+    /// the kernel when its process dies, and the last holder to exit
+    /// cleanly removes the name itself, unless it left messages for a
+    /// reader yet to come: `gc` collects those too), or its creator died
+    /// before publishing it.
     /// An invalid segment is never collected: `rm` it by hand.
     pub fn garbage(&self) -> Option<&'static str> {
         if self.locked || self.alive() > 0 {

@@ -103,7 +103,7 @@ enum Probe {
 
 impl CounterMap {
     /// Create the named map with room for `capacity` keys (rounded up to a
-    /// power of two). The name is removed when this handle drops.
+    /// power of two). The name goes with the last holder.
     pub fn create(name: &str, capacity: usize) -> Result<CounterMap> {
         CounterMap::create_in(Some(name), capacity)
     }

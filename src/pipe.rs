@@ -147,7 +147,8 @@ pub struct Pipe {
 impl Pipe {
     /// Create the named pipe (duplex: both ends send and receive; simplex:
     /// end 2 sends, end 1 receives) with `capacity` bytes per direction, and
-    /// take end 1. The name is removed when this end drops.
+    /// take end 1. The name goes with the last holder (see the crate
+    /// docs).
     pub fn create(name: &str, duplex: bool, capacity: usize) -> Result<Pipe> {
         Pipe::build(create_segment(Some(name), duplex, capacity)?, END1)
     }

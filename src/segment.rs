@@ -37,6 +37,9 @@ pub(crate) const GATE_BYTE: u64 = 4097;
 /// (between its `shm_open` and its hold) before it counts as abandoned; as
 /// `gc`'s grace.
 const INIT_GRACE: Duration = Duration::from_secs(5);
+/// How long a last closer waits for a holder that is not an attached peer
+/// (an opener between its hold and its attach) to attach or let go.
+const TRANSIENT_WAIT: Duration = Duration::from_millis(200);
 
 /// A kind's answer, asked of the last holder as it leaves: whether the
 /// segment must outlive its holders (it holds messages for a reader that
@@ -170,7 +173,7 @@ impl Segment {
         };
         // From here on a failure must not leave the name behind.
         let cleanup = |e: Error| {
-            if let Some(n) = name {
+            if let Some(n) = name.filter(|n| names_file(n, &file)) {
                 let _ = unlink(n);
             }
             e
@@ -188,6 +191,14 @@ impl Segment {
         // magic and leaves it alone; from then on `gc` sees it held.
         let lock = private_ofd(&file, &dname).map_err(cleanup)?;
         take_hold(&lock, &dname).map_err(cleanup)?;
+        if let Some(n) = name.filter(|n| !names_file(n, &file)) {
+            // Stalled past the grace before our hold, we were taken for an
+            // abandoned file and replaced: the name is somebody else's.
+            return Err(Error::Busy {
+                segment: n.to_owned(),
+                by: "another creator, which replaced this one's file",
+            });
+        }
         // SAFETY: `fd` is open.
         if unsafe { libc::ftruncate(fd, total as libc::off_t) } != 0 {
             return Err(cleanup(io_err("ftruncate", &dname)));
@@ -330,17 +341,19 @@ impl Segment {
                 source,
             })?;
         check_seals(&file, fd)?;
-        // A named segment passed by fd keeps its name: its handles take
-        // part in removing it when the last one goes.
-        let name = shm_name_of(fd);
-        Self::from_file(
+        let mut seg = Self::from_file(
             file,
-            name.as_deref(),
+            None,
             Some(kind),
             validate,
             true,
             Instant::now() + READY_WAIT,
-        )
+        )?;
+        // A named segment passed by fd keeps its name: its handles take
+        // part in removing it when the last one goes. Read once we hold
+        // it (nobody removes a held name), and only if it names this file.
+        seg.name = shm_name_of(fd).filter(|n| names_file(n, &seg.file));
+        Ok(seg)
     }
 
     fn from_file(
@@ -524,8 +537,25 @@ impl Segment {
             }
         }
         // Upgrading our shared hold is granted only when nobody else holds
-        // the segment; refused, we keep the shared lock until below.
-        let last = ofd_lock(&self.lock, libc::F_OFD_SETLK, libc::F_WRLCK, HOLD_BYTE, 1).is_ok();
+        // the segment; refused, we keep the shared lock until below. A
+        // holder that is no attached peer is opening (or failing to open)
+        // it: we wait a little for it to attach or let go, so a failed
+        // opener cannot leave the name behind.
+        let transient_until = Instant::now() + TRANSIENT_WAIT;
+        let last = loop {
+            if ofd_lock(&self.lock, libc::F_OFD_SETLK, libc::F_WRLCK, HOLD_BYTE, 1).is_ok() {
+                break true;
+            }
+            // (A counter map's handles take no peer slot: every other
+            // holder of one may be a user; no wait.)
+            if Instant::now() >= transient_until
+                || self.header.kind == Kind::Counters as u32
+                || !self.live_pids().is_empty()
+            {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
         if last && self.keep.is_some_and(|k| !k(self)) && names_file(name, &self.file) {
             let _ = unlink(name);
         }

@@ -454,3 +454,55 @@ fn a_sender_waiting_for_room_gives_up_when_the_receivers_came_and_went() {
     assert!(matches!(tx.send(b"d"), Err(SendError::Disconnected(()))));
     assert!(t.elapsed() < Duration::from_secs(2));
 }
+
+#[test]
+fn a_failed_opener_does_not_leave_the_name_behind() {
+    let name = unique_name("lc-failed-open");
+    let _u = Unlink(name.clone());
+    let tx = Producer::create(&name, 4096).unwrap();
+    let rx = Consumer::open(&name).unwrap();
+    // An opener that will fail (the consumer end is in use), racing the
+    // last two holders' drops.
+    let n2 = name.clone();
+    let opener = std::thread::spawn(move || {
+        for _ in 0..200 {
+            let _ = Consumer::open(&n2);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(2));
+    drop(tx);
+    drop(rx);
+    opener.join().unwrap();
+    assert!(!exists(&name), "a failed opener's hold kept the name");
+}
+
+#[test]
+fn a_sole_sender_that_reaps_a_dead_creator_keeps_the_stream() {
+    let name = unique_name("lc-sole");
+    let _u = Unlink(name.clone());
+    let mut c = child("mpmc_create_hold").arg("NAME", &name).spawn();
+    let mut tx = common::open_retry(|| Sender::open(&name));
+    let mut rx = Receiver::open(&name).unwrap();
+    let mut tx2 = Sender::open(&name).unwrap();
+    c.kill();
+    c.wait_timeout(LONG).expect("the creator is dead");
+    // Fill the queue so the sender waits and reaps the dead creator.
+    for i in 0..8u8 {
+        tx.send(&[i]).unwrap();
+    }
+    let t = std::thread::spawn(move || {
+        tx.send_timeout(&[8], Duration::from_millis(300))
+            .map_err(|e| format!("{e:?}"))
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(rx.recv_vec().unwrap(), [0]);
+    t.join().unwrap().expect("the live sender keeps the stream");
+    for i in 1..9u8 {
+        assert_eq!(rx.recv_vec().unwrap(), [i]);
+    }
+    // `close()` on a sender that is not the creator does not end it
+    // either, though it is now the only sender.
+    tx2.close().unwrap();
+    tx2.send(b"x")
+        .expect("close() lets go; this sender may still send");
+}

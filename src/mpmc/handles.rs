@@ -213,9 +213,11 @@ impl End {
 
     /// End the stream if nothing keeps it open any more (after a
     /// membership change: a sender left or died, the creator let go).
-    fn end_if_unheld(&self) -> Result<bool> {
+    /// `attached`: whether this handle still counts (it has not detached).
+    fn end_if_unheld(&self, attached: bool) -> Result<bool> {
+        let me = attached && self.role == ROLE_SENDER;
         ring::end_if_unheld(self.seg.region(), &self.lay, &mut || {
-            self.others_attached(ROLE_SENDER)
+            Ok(me || self.others_attached(ROLE_SENDER)?)
         })
         .map_err(|e| self.seg.named(e))
     }
@@ -237,7 +239,7 @@ impl End {
     /// every sender has gone.
     fn let_go(&self) -> Result<()> {
         ring::let_go(self.seg.region(), &self.lay).map_err(|e| self.seg.named(e))?;
-        self.end_if_unheld().map(|_| ())
+        self.end_if_unheld(true).map(|_| ())
     }
 
     fn claim(&self) -> ClaimRec<'_> {
@@ -332,7 +334,7 @@ impl End {
         if reaped.iter().any(|&x| x) {
             // The reaped entries are DEAD (Release): a membership change.
             ring::bump(r, &self.lay).map_err(|e| self.seg.named(e))?;
-            self.end_if_unheld()?;
+            self.end_if_unheld(true)?;
         }
         Ok(())
     }
@@ -405,7 +407,7 @@ impl End {
         peer::detach(&self.seg, self.slot);
         // Our entry is CLOSED (Release); see `attach`.
         if ring::bump(self.seg.region(), &self.lay).is_ok() {
-            let _ = self.end_if_unheld();
+            let _ = self.end_if_unheld(false);
         }
     }
 }
@@ -430,8 +432,9 @@ pub struct Receiver {
 
 impl Sender {
     /// Create the named queue with `capacity` slots (rounded up to a power of
-    /// two) of `max_message` bytes each, and attach as a sender. The name is
-    /// removed when this handle drops.
+    /// two) of `max_message` bytes each, and attach as a sender. This handle
+    /// holds the queue open (see [`close`](Self::close)); the name goes
+    /// with the last holder, unless messages are left for later receivers.
     pub fn create(name: &str, capacity: usize, max_message: usize) -> Result<Sender> {
         Sender::attach(
             create_segment(Some(name), capacity, max_message, ROLE_SENDER)?,
@@ -747,8 +750,9 @@ impl Drop for Sender {
 
 impl Receiver {
     /// Create the named queue with `capacity` slots (rounded up to a power of
-    /// two) of `max_message` bytes each, and attach as a receiver. The name
-    /// is removed when this handle drops.
+    /// two) of `max_message` bytes each, and attach as a receiver. This handle
+    /// holds the queue open until [`close`](Self::close) or drop; the name
+    /// goes with the last holder, unless messages are left.
     pub fn create(name: &str, capacity: usize, max_message: usize) -> Result<Receiver> {
         Receiver::attach(
             create_segment(Some(name), capacity, max_message, ROLE_RECEIVER)?,

@@ -258,8 +258,10 @@ pub fn channel(capacity: usize) -> Result<(Producer, Consumer)> {
 
 impl Producer {
     /// Create the named ring with `capacity` data bytes (rounded up to a
-    /// power of two, at least 32) and attach as its producer. The name is
-    /// removed when this handle is dropped; the ring lives on for processes
+    /// power of two, at least 32) and attach as its producer. A segment
+    /// of that name that nobody holds any more is replaced. The name goes
+    /// with the last holder (kept while unread messages wait for a
+    /// consumer that has not come yet); the ring lives on for processes
     /// that have it open.
     pub fn create(name: &str, capacity: usize) -> Result<Producer> {
         Producer::from_segment(create_segment(Some(name), capacity, PRODUCER_SLOT)?, true)
@@ -761,8 +763,9 @@ impl Drop for WriteBatch<'_> {
 
 impl Consumer {
     /// Create the named ring with `capacity` data bytes (rounded up to a
-    /// power of two, at least 32) and attach as its consumer. The name is
-    /// removed when this handle is dropped.
+    /// power of two, at least 32) and attach as its consumer. A segment
+    /// of that name that nobody holds any more is replaced; the name goes
+    /// with the last holder.
     pub fn create(name: &str, capacity: usize) -> Result<Consumer> {
         Consumer::from_segment(create_segment(Some(name), capacity, CONSUMER_SLOT)?, true)
     }
