@@ -185,7 +185,18 @@ fn ctrl_c_then_rerun_works() {
         // must not stop the next run.
         let eat = start("buns", "eat", &name);
         let kitchen = start("buns", "kitchen", &name);
-        std::thread::sleep(Duration::from_millis(10 + 10 * round));
+        // Interrupted before its queue is READY, the kitchen would leave the
+        // foodie waiting (rightly) for the shop's next run to replace it.
+        let deadline = Instant::now() + LONG;
+        while !ringway::admin::inspect(&name).is_ok_and(|i| i.state == ringway::admin::State::Ready)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the kitchen never created the queue"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(5 * round));
         // SAFETY: kill() with a pid we spawned and have not reaped.
         unsafe { libc::kill(kitchen.id() as i32, libc::SIGINT) };
         if round % 2 == 1 {
@@ -193,9 +204,26 @@ fn ctrl_c_then_rerun_works() {
             unsafe { libc::kill(eat.id() as i32, libc::SIGINT) };
         }
         finish(kitchen, "interrupted kitchen", LONG);
-        // A foodie whose shop died drains what was made and ends.
-        finish(eat, "foodie of an interrupted shop", LONG);
-        let eat = start("buns", "eat", &name);
+        // A foodie that had joined drains what was made and ends; one still
+        // waiting to open when the kitchen died waits past the stale queue
+        // for the next kitchen, and is the rerun's foodie.
+        let mut eat = eat;
+        let until = Instant::now() + Duration::from_secs(3);
+        let mut old = None;
+        while old.is_none() && Instant::now() < until {
+            old = eat.try_wait().unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let eat = match old {
+            Some(status) => {
+                assert!(
+                    round % 2 == 1 || status.success(),
+                    "round {round}: {status}"
+                );
+                start("buns", "eat", &name)
+            }
+            None => eat,
+        };
         let kitchen = start("buns", "kitchen", &name);
         let k = finish(kitchen, "kitchen rerun", LONG);
         let e = finish(eat, "foodie rerun", LONG);
@@ -262,7 +290,12 @@ fn a_stale_segment_is_replaced_by_create_and_waited_past_by_open() {
         let name = unique_name("lc-stale");
         let _u = Unlink(name.clone());
         let mut c = child(role).arg("NAME", &name).spawn();
-        common::open_retry(|| ringway::admin::inspect(&name).map(drop));
+        let deadline = Instant::now() + LONG;
+        while !ringway::admin::inspect(&name).is_ok_and(|i| i.state == ringway::admin::State::Ready)
+        {
+            assert!(Instant::now() < deadline, "the child never created it");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         std::thread::sleep(Duration::from_millis(50));
         c.kill();
         c.wait_timeout(LONG).expect("the child is dead");
