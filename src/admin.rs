@@ -29,7 +29,7 @@ pub const SHM_DIR: &str = "/dev/shm";
 
 /// A segment that never became READY is collected only once it is this old
 /// (its creator may still be initialising it).
-pub const INIT_GRACE: Duration = Duration::from_secs(5);
+pub const INIT_GRACE: Duration = segment::INIT_GRACE;
 
 /// Where a segment is in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -159,13 +159,10 @@ impl CounterMap {
         crate::segment::open_or_create(
             name,
             || {
-                let seg = Segment::open(name, Kind::Counters, validate)?;
-                if seg.header().param_a != cap {
-                    return Err(crate::Error::Mismatch {
-                        segment: name.to_owned(),
-                        detail: format!("{} keys, {cap} asked for", seg.header().param_a),
-                    });
-                }
+                let want = (cap, LOCK_ABI);
+                let seg = Segment::open_matching(name, Kind::Counters, validate, want, |c, _| {
+                    format!("{c} keys")
+                })?;
                 Ok(CounterMap::from_parts(seg))
             },
             || CounterMap::create(name, capacity),

@@ -193,20 +193,11 @@ impl Pipe {
         crate::segment::open_or_create(
             name,
             || {
-                let seg = Segment::open(name, Kind::Pipe, validate)?;
-                let h = seg.header();
-                let want = if duplex { 2 } else { 1 };
-                if (h.param_a, h.param_b) != (cap, want) {
-                    return Err(Error::Mismatch {
-                        segment: name.to_owned(),
-                        detail: format!(
-                            "{} with {} bytes per direction; {} with {cap} asked for",
-                            if h.param_b == 2 { "duplex" } else { "simplex" },
-                            h.param_a,
-                            if duplex { "duplex" } else { "simplex" }
-                        ),
-                    });
-                }
+                let want = (cap, if duplex { 2 } else { 1 });
+                let seg = Segment::open_matching(name, Kind::Pipe, validate, want, |c, d| {
+                    let way = if d == 2 { "duplex" } else { "simplex" };
+                    format!("{way} with {c} bytes per direction")
+                })?;
                 attach(&seg, END2)?;
                 Pipe::build(seg, END2)
             },

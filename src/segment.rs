@@ -33,10 +33,10 @@ pub(crate) const HOLD_BYTE: u64 = 4096;
 /// last holders leaving together cannot both see the other and leave the
 /// name behind.
 pub(crate) const GATE_BYTE: u64 = 4097;
-/// How long a file with no header and no holder may be a creator's
-/// (between its `shm_open` and its hold) before it counts as abandoned; as
-/// `gc`'s grace.
-const INIT_GRACE: Duration = Duration::from_secs(5);
+/// How long a file with no header (or not READY) and no holder may be a
+/// creator's before it counts as abandoned: by `create` (a creator between
+/// its `shm_open` and its hold) and by `gc`.
+pub(crate) const INIT_GRACE: Duration = Duration::from_secs(5);
 /// How long a last closer waits for a holder that is not an attached peer
 /// (an opener between its hold and its attach) to attach or let go.
 const TRANSIENT_WAIT: Duration = Duration::from_millis(200);
@@ -120,19 +120,24 @@ pub fn unlink(name: &str) -> Result<()> {
     let c = validate_name(name)?;
     // SAFETY: `c` is a valid NUL-terminated string.
     if unsafe { libc::shm_unlink(c.as_ptr()) } != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ENOENT) {
-            return Err(Error::NotFound {
-                segment: name.to_owned(),
-            });
-        }
-        return Err(Error::Io {
-            op: "shm_unlink",
-            segment: name.to_owned(),
-            source: e,
-        });
+        return Err(shm_error("shm_unlink", name));
     }
     Ok(())
+}
+
+/// The error of a failed `shm_*` call on `name`: `NotFound` for ENOENT.
+fn shm_error(op: &'static str, name: &str) -> Error {
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOENT) {
+        return Error::NotFound {
+            segment: name.to_owned(),
+        };
+    }
+    Error::Io {
+        op,
+        segment: name.to_owned(),
+        source: e,
+    }
 }
 
 impl Segment {
@@ -274,6 +279,31 @@ impl Segment {
     /// [`Error::Stale`].
     pub(crate) fn open(name: &str, kind: Kind, validate: Validator) -> Result<Segment> {
         Self::open_named(name, kind, validate, true, Instant::now() + READY_WAIT)
+    }
+
+    /// [`open`](Self::open) for `open_or_create`: `Mismatch` unless the
+    /// header's `(param_a, param_b)` are `want`; `describe` words a pair
+    /// for the error. Checked before any attach.
+    pub(crate) fn open_matching(
+        name: &str,
+        kind: Kind,
+        validate: Validator,
+        want: (u64, u64),
+        describe: impl Fn(u64, u64) -> String,
+    ) -> Result<Segment> {
+        let seg = Self::open(name, kind, validate)?;
+        let found = (seg.header.param_a, seg.header.param_b);
+        if found != want {
+            return Err(Error::Mismatch {
+                segment: name.to_owned(),
+                detail: format!(
+                    "{}, {} asked for",
+                    describe(found.0, found.1),
+                    describe(want.0, want.1)
+                ),
+            });
+        }
+        Ok(seg)
     }
 
     /// [`open`](Self::open), waiting until `deadline` (`None`: forever) for
@@ -508,12 +538,18 @@ impl Segment {
         Ok(died)
     }
 
+    fn alive(&self, slot: u32) -> bool {
+        crate::peer::liveness(self, slot).is_ok_and(|l| l == crate::peer::Liveness::Alive)
+    }
+
+    fn any_alive(&self) -> bool {
+        (0..self.header.peer_slots).any(|s| self.alive(s))
+    }
+
     /// The pids recorded by the live peers (display only).
     fn live_pids(&self) -> Vec<u32> {
         (0..self.header.peer_slots)
-            .filter(|&s| {
-                crate::peer::liveness(self, s).is_ok_and(|l| l == crate::peer::Liveness::Alive)
-            })
+            .filter(|&s| self.alive(s))
             .map(|s| crate::peer::display_fields(self, s).0)
             .collect()
     }
@@ -521,20 +557,11 @@ impl Segment {
     /// As the handle goes: if it is the last holder, remove the name,
     /// unless the kind keeps the segment for a reader yet to come.
     fn release_name(&self, name: &str) {
-        let deadline = Instant::now() + READY_WAIT;
         // Closers one at a time (the kernel drops the gate of a closer that
         // dies); a gate held past the deadline leaves the name to `gc`.
-        loop {
-            match ofd_lock(&self.lock, libc::F_OFD_SETLK, libc::F_WRLCK, GATE_BYTE, 1) {
-                Ok(_) => break,
-                Err(e)
-                    if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES))
-                        && Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(1))
-                }
-                Err(_) => return,
-            }
+        let deadline = Instant::now() + READY_WAIT;
+        if !lock_polling(&self.lock, libc::F_WRLCK, GATE_BYTE, deadline).unwrap_or(false) {
+            return;
         }
         // Upgrading our shared hold is granted only when nobody else holds
         // the segment; refused, we keep the shared lock until below. A
@@ -550,7 +577,7 @@ impl Segment {
             // holder of one may be a user; no wait.)
             if Instant::now() >= transient_until
                 || self.header.kind == Kind::Counters as u32
-                || !self.live_pids().is_empty()
+                || self.any_alive()
             {
                 break false;
             }
@@ -634,17 +661,7 @@ fn open_existing(name: &str) -> Result<File> {
     // SAFETY: `c` is a valid NUL-terminated string.
     let fd = unsafe { libc::shm_open(c.as_ptr(), flags, 0) };
     if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ENOENT) {
-            return Err(Error::NotFound {
-                segment: name.to_owned(),
-            });
-        }
-        return Err(Error::Io {
-            op: "shm_open",
-            segment: name.to_owned(),
-            source: e,
-        });
+        return Err(shm_error("shm_open", name));
     }
     // SAFETY: `fd` was just returned by shm_open.
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
@@ -849,29 +866,42 @@ pub(crate) fn ofd_lock(
     }
 }
 
+/// Lock `byte` of `file` (`l_type`: shared or exclusive) through its OFD,
+/// retrying every millisecond while another OFD holds it, until
+/// `deadline`: `Ok(false)` if it was still held then.
+fn lock_polling(
+    file: &File,
+    l_type: libc::c_int,
+    byte: u64,
+    deadline: Instant,
+) -> std::io::Result<bool> {
+    loop {
+        match ofd_lock(file, libc::F_OFD_SETLK, l_type, byte, 1) {
+            Ok(_) => return Ok(true),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {}
+            Err(e) => return Err(e),
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Take the shared lock on [`HOLD_BYTE`] through `lock`, waiting (bounded)
 /// while a remover holds it exclusively.
 fn take_hold(lock: &File, dname: &str) -> Result<()> {
-    let deadline = Instant::now() + READY_WAIT;
-    loop {
-        match ofd_lock(lock, libc::F_OFD_SETLK, libc::F_RDLCK, HOLD_BYTE, 1) {
-            Ok(_) => return Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {}
-            Err(source) => {
-                return Err(Error::Io {
-                    op: "fcntl(F_OFD_SETLK)",
-                    segment: dname.to_owned(),
-                    source,
-                })
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(Error::Busy {
-                segment: dname.to_owned(),
-                by: "a process removing it (`ringway rm` or `gc`)",
-            });
-        }
-        std::thread::sleep(Duration::from_millis(1));
+    match lock_polling(lock, libc::F_RDLCK, HOLD_BYTE, Instant::now() + READY_WAIT) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::Busy {
+            segment: dname.to_owned(),
+            by: "a process removing it (`ringway rm` or `gc`)",
+        }),
+        Err(source) => Err(Error::Io {
+            op: "fcntl(F_OFD_SETLK)",
+            segment: dname.to_owned(),
+            source,
+        }),
     }
 }
 

@@ -58,6 +58,15 @@ fn child_entry() {
     }
 }
 
+/// Wait (bounded) until another process has made `name` READY.
+fn wait_until_ready(name: &str) {
+    let deadline = Instant::now() + LONG;
+    while !ringway::admin::inspect(name).is_ok_and(|i| i.state == ringway::admin::State::Ready) {
+        assert!(Instant::now() < deadline, "{name} never became READY");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// An example's binary (cargo builds examples for `cargo test`).
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -187,15 +196,7 @@ fn ctrl_c_then_rerun_works() {
         let kitchen = start("buns", "kitchen", &name);
         // Interrupted before its queue is READY, the kitchen would leave the
         // foodie waiting (rightly) for the shop's next run to replace it.
-        let deadline = Instant::now() + LONG;
-        while !ringway::admin::inspect(&name).is_ok_and(|i| i.state == ringway::admin::State::Ready)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the kitchen never created the queue"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until_ready(&name);
         std::thread::sleep(Duration::from_millis(5 * round));
         // SAFETY: kill() with a pid we spawned and have not reaped.
         unsafe { libc::kill(kitchen.id() as i32, libc::SIGINT) };
@@ -290,12 +291,7 @@ fn a_stale_segment_is_replaced_by_create_and_waited_past_by_open() {
         let name = unique_name("lc-stale");
         let _u = Unlink(name.clone());
         let mut c = child(role).arg("NAME", &name).spawn();
-        let deadline = Instant::now() + LONG;
-        while !ringway::admin::inspect(&name).is_ok_and(|i| i.state == ringway::admin::State::Ready)
-        {
-            assert!(Instant::now() < deadline, "the child never created it");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until_ready(&name);
         std::thread::sleep(Duration::from_millis(50));
         c.kill();
         c.wait_timeout(LONG).expect("the child is dead");

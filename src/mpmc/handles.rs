@@ -111,12 +111,8 @@ fn create_segment(
         ring::init(seg.region(), &lay)?;
         if let Some(w) = seg.region().u32_at(lay.closed) {
             // ORDERING: Relaxed — published by the READY store.
-            let seen = if role == ROLE_RECEIVER {
-                ring::RECEIVER_SEEN
-            } else {
-                0
-            };
-            w.fetch_or(CREATOR_HOLDS | seen, Ordering::Relaxed);
+            // (A creating receiver sets RECEIVER_SEEN in `End::attach`.)
+            w.fetch_or(CREATOR_HOLDS, Ordering::Relaxed);
         }
         match peer::attach(seg, CREATOR_SLOT, role)? {
             peer::Attach::Attached => Ok(()),
@@ -128,18 +124,9 @@ fn create_segment(
 /// Open the named queue (not attached yet) if it has `cap` slots of
 /// `slot` bytes.
 fn open_matching(name: &str, cap: u64, slot: u64) -> Result<Segment> {
-    let seg = Segment::open(name, Kind::Mpmc, validate)?;
-    let h = seg.header();
-    if (h.param_a, h.param_b) != (cap, slot) {
-        return Err(Error::Mismatch {
-            segment: name.to_owned(),
-            detail: format!(
-                "{} slots of {} bytes, {cap} of {slot} asked for",
-                h.param_a, h.param_b
-            ),
-        });
-    }
-    Ok(seg)
+    Segment::open_matching(name, Kind::Mpmc, validate, (cap, slot), |c, s| {
+        format!("{c} slots of {s} bytes")
+    })
 }
 
 /// The peer slot a creator takes (before READY).
@@ -222,17 +209,22 @@ impl End {
         .map_err(|e| self.seg.named(e))
     }
 
-    /// Whether a sender waiting for room should give up: no receiver is
-    /// attached, and receivers came and all went, or the creator let go.
-    /// (While the creator holds the queue and no receiver has come yet,
-    /// the sender waits for the first, as `Queue.put` would; its
+    /// A sender's peer check while it waits for room: [`check_wait`]
+    /// (Self::check_wait), then give up with `Disconnected` if no receiver
+    /// is attached and either receivers came and all went or the creator
+    /// let go. (While the creator holds the queue and no receiver has come
+    /// yet, the sender waits for the first, as `Queue.put` would; its
     /// `_timeout` form ends at the deadline.)
-    fn receivers_gone(&self) -> Result<bool> {
+    fn check_sender_wait(&self) -> Result<(), SendError<()>> {
+        let failed = |e| SendError::Failed((), e);
+        self.check_wait().map_err(failed)?;
         let bits = ring::closed_bits(self.seg.region(), &self.lay);
-        Ok(
-            (bits & ring::RECEIVER_SEEN != 0 || bits & CREATOR_HOLDS == 0)
-                && !self.others_attached(ROLE_RECEIVER)?,
-        )
+        if (bits & ring::RECEIVER_SEEN != 0 || bits & CREATOR_HOLDS == 0)
+            && !self.others_attached(ROLE_RECEIVER).map_err(failed)?
+        {
+            return Err(SendError::Disconnected(()));
+        }
+        Ok(())
     }
 
     /// Let go of the creator's hold: from now on the stream ends when
@@ -705,16 +697,7 @@ impl Sender {
                 // A poller must notice dead receivers (and recover the
                 // slots they held) too.
                 if crate::wait::peer_check_due(&end.peer_check_at) {
-                    self.end
-                        .check_wait()
-                        .map_err(|e| SendError::Failed((), e))?;
-                    if self
-                        .end
-                        .receivers_gone()
-                        .map_err(|e| SendError::Failed((), e))?
-                    {
-                        return Err(SendError::Disconnected(()));
-                    }
+                    self.end.check_sender_wait()?;
                     continue;
                 }
                 return Err(SendError::Full(()));
@@ -731,12 +714,7 @@ impl Sender {
             match b.snooze(r, lay.space_wait, until.deadline(), &mut ready) {
                 Next::Retry => {}
                 Next::TimedOut => return Err(SendError::Timeout(())),
-                Next::CheckPeers => {
-                    end.check_wait().map_err(|e| SendError::Failed((), e))?;
-                    if end.receivers_gone().map_err(|e| SendError::Failed((), e))? {
-                        return Err(SendError::Disconnected(()));
-                    }
-                }
+                Next::CheckPeers => end.check_sender_wait()?,
             }
         }
     }

@@ -169,7 +169,7 @@ pub(crate) fn closed_bits(r: &Region, lay: &Layout) -> u32 {
 }
 
 /// Set `closed` bits and wake both sides (the loom models' plain close).
-#[cfg_attr(not(loom), allow(dead_code))]
+#[cfg(loom)]
 pub(crate) fn close(r: &Region, lay: &Layout, bits: u32) {
     if let Some(w) = r.u32_at(lay.closed) {
         // ORDERING: Release — pairs with the Acquire load in `closed_bits`.

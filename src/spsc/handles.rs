@@ -178,14 +178,9 @@ fn keep(seg: &Segment) -> bool {
 
 /// Open the named ring (not attached yet) if its capacity is `cap`.
 fn open_matching(name: &str, cap: u64) -> Result<Segment> {
-    let seg = Segment::open(name, Kind::Spsc, validate)?;
-    if seg.header().param_a != cap {
-        return Err(Error::Mismatch {
-            segment: name.to_owned(),
-            detail: format!("capacity {} bytes, {cap} asked for", seg.header().param_a),
-        });
-    }
-    Ok(seg)
+    Segment::open_matching(name, Kind::Spsc, validate, (cap, 0), |c, _| {
+        format!("capacity {c} bytes")
+    })
 }
 
 /// Create a ring, attached as `slot` before it is READY (no opener can
