@@ -154,6 +154,23 @@ impl CounterMap {
 
     /// Open the named map if it exists (with room for as many keys, or
     /// `Mismatch`), or create it: every worker can call this.
+    ///
+    /// ```
+    /// use ringway::counters::CounterMap;
+    /// # let name = format!("doc-counters-ooc-{}", std::process::id());
+    /// // Every worker runs the same code; the first one creates the map.
+    /// let worker = |n: i64| -> ringway::Result<()> {
+    ///     let map = CounterMap::open_or_create(&name, 64)?;
+    ///     map.add("count", -n)?;
+    ///     Ok(())
+    /// };
+    /// let keep = CounterMap::open_or_create(&name, 64)?; // holds it open here
+    /// keep.set("count", 100)?;
+    /// worker(30)?;
+    /// worker(70)?;
+    /// assert_eq!(keep.get("count")?, Some(0));
+    /// # Ok::<(), ringway::Error>(())
+    /// ```
     pub fn open_or_create(name: &str, capacity: usize) -> Result<CounterMap> {
         let cap = crate::size::pow2_in("capacity (keys)", capacity, 1, MAX_ENTRIES)?;
         crate::segment::open_or_create(

@@ -106,6 +106,8 @@ pub mod codec;
 pub mod counters;
 pub mod error;
 mod failpoint;
+#[cfg(not(loom))]
+mod fork;
 mod header;
 #[cfg(not(loom))]
 pub mod inherit;

@@ -188,6 +188,18 @@ impl Pipe {
     /// Take end 2 of the named pipe if it exists (it must have the same
     /// direction and capacity, or `Mismatch`), or create it and take end
     /// 1: two programs can each call this, in either order.
+    ///
+    /// ```
+    /// use ringway::pipe::Pipe;
+    /// # let name = format!("doc-pipe-ooc-{}", std::process::id());
+    /// let mut server = Pipe::open_or_create(&name, true, 4096)?; // end 1
+    /// let mut client = Pipe::open_or_create(&name, true, 4096)?; // end 2
+    /// client.send(&2u32)?;
+    /// let n: u32 = server.recv()?;
+    /// server.send(&(n * n))?;
+    /// assert_eq!(client.recv::<u32>()?, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_or_create(name: &str, duplex: bool, capacity: usize) -> Result<Pipe> {
         let cap = crate::spsc::handles::data_capacity(capacity)?;
         crate::segment::open_or_create(
@@ -382,6 +394,9 @@ impl Pipe {
 
 impl Drop for Pipe {
     fn drop(&mut self) {
+        if self.seg.forked_copy() {
+            return; // a forked child's copy (its halves check for themselves)
+        }
         // The halves publish what is pending and set their closed bits,
         // then the end leaves its peer slot.
         drop(self.tx.take());

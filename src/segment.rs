@@ -69,8 +69,9 @@ pub(crate) struct Segment {
     file: File,
     /// A private open file description of the same file, never handed out:
     /// the peer locks are taken through it, so a child that inherits
-    /// `file` cannot keep this handle's lock alive after it dies.
-    lock: File,
+    /// `file` cannot keep this handle's lock alive after it dies (nor a
+    /// forked child: see `fork.rs`).
+    lock: crate::fork::LockFile,
     name: Option<String>,
     header: Header,
     /// Whether this handle holds [`HOLD_BYTE`] (all but `inspect`'s look).
@@ -79,6 +80,9 @@ pub(crate) struct Segment {
     /// life (it created it, or attached). `None`: a look or a failed open,
     /// which never removes the name.
     keep: Option<Keep>,
+    /// The process that made this handle: in a child made by `fork`, the
+    /// copy is inert (see [`forked_copy`](Self::forked_copy)).
+    pid: u32,
 }
 
 /// Check a segment name: 1..=200 bytes, no `/`, no NUL, not `.` or `..`.
@@ -266,6 +270,7 @@ impl Segment {
             // (its creator is its only holder).
             held: true,
             keep: Some(keep_nothing),
+            pid: std::process::id(),
         };
         init(&seg)?;
         crate::failpoint::failpoint!("segment.before_ready");
@@ -489,7 +494,15 @@ impl Segment {
             header,
             held: hold,
             keep: None,
+            pid: std::process::id(),
         })
+    }
+
+    /// Whether this is a copy of a handle in a child made by `fork`: the
+    /// parent's handle, whose drop here must change nothing the parent
+    /// shares (see `fork.rs`).
+    pub(crate) fn forked_copy(&self) -> bool {
+        std::process::id() != self.pid
     }
 
     pub(crate) fn region(&self) -> &Region {
@@ -609,6 +622,9 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
+        if self.forked_copy() {
+            return; // the parent's handle, not ours to release
+        }
         if let (true, Some(_), Some(n)) = (self.held, self.keep, &self.name) {
             self.release_name(n);
         }
@@ -828,11 +844,12 @@ fn check_seals(file: &File, fd: BorrowedFd<'_>) -> Result<()> {
 
 /// A new open file description of `file` (through `/proc/self/fd`),
 /// close-on-exec.
-fn private_ofd(file: &File, dname: &str) -> Result<File> {
+fn private_ofd(file: &File, dname: &str) -> Result<crate::fork::LockFile> {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map(crate::fork::LockFile::new)
         .map_err(|source| Error::Io {
             op: "open /proc/self/fd",
             segment: dname.to_owned(),

@@ -54,6 +54,68 @@ fn child_entry() {
                 3
             });
         }
+        // Fork: the child opens its own consumer through the inherited
+        // fd and drops its copy of the parent's producer, which must not
+        // close the parent's end (the parent sends the rest later).
+        "fork_pair" => {
+            let mut tx = Producer::create_anonymous(4096).unwrap();
+            tx.send(&[0]).unwrap();
+            // SAFETY: this process runs one test thread (`--test-threads=1`)
+            // and the child only uses ringway and `_exit`.
+            match unsafe { libc::fork() } {
+                0 => {
+                    let ok = std::panic::catch_unwind(move || {
+                        let mut rx = Consumer::from_fd(tx.segment_fd()).unwrap();
+                        drop(tx); // the parent's handle: inert here
+                        let mut buf = [0u8; 8];
+                        (0..5u8).all(|i| {
+                            rx.recv_timeout(&mut buf, LONG)
+                                .is_ok_and(|n| buf[..n] == [i])
+                        })
+                    });
+                    // SAFETY: `_exit` ends the forked child without running
+                    // the parent's atexit handlers or destructors.
+                    unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 3 }) };
+                }
+                -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+                pid => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    for i in 1..5u8 {
+                        tx.send(&[i]).unwrap();
+                    }
+                    let mut status = 0;
+                    let deadline = Instant::now() + LONG;
+                    // SAFETY: waitpid on our own child, into a local.
+                    while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+                        assert!(Instant::now() < deadline, "forked child hung");
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    assert!(
+                        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                        "forked child failed: status {status:#x}"
+                    );
+                }
+            }
+        }
+        // Fork a child that just lives on with copies of this process's
+        // handles, write its pid to PIDFILE, and wait to be killed.
+        "fork_hold" => {
+            let mut tx = Producer::create(&name, 4096).unwrap();
+            tx.send(b"left behind").unwrap();
+            // SAFETY: as in "fork_pair"; the child only sleeps and exits.
+            match unsafe { libc::fork() } {
+                0 => {
+                    std::thread::sleep(LONG);
+                    // SAFETY: as in "fork_pair".
+                    unsafe { libc::_exit(0) };
+                }
+                -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+                pid => {
+                    std::fs::write(common::arg("PIDFILE"), pid.to_string()).unwrap();
+                    std::thread::sleep(LONG);
+                }
+            }
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -108,9 +170,19 @@ fn finish(mut c: std::process::Child, what: &str, t: Duration) -> std::process::
 /// with `b` first (the second started 0–20 ms later, so it may find the
 /// first anywhere in its life), each run on a fresh name.
 fn either_order(ex: &str, a: &str, b: &str) {
+    either_order_with(ex, a, b, &[]);
+}
+
+/// [`either_order`] for an example whose programs also use the names
+/// `<name><suffix>` for each of `suffixes`.
+fn either_order_with(ex: &str, a: &str, b: &str, suffixes: &[&str]) {
     for round in 0..40u64 {
         let name = unique_name(&format!("lc-{ex}"));
         let _u = Unlink(name.clone());
+        let _more: Vec<Unlink> = suffixes
+            .iter()
+            .map(|s| Unlink(format!("{name}{s}")))
+            .collect();
         let (first, second) = if round % 2 == 0 { (a, b) } else { (b, a) };
         let p1 = start(ex, first, &name);
         std::thread::sleep(Duration::from_millis(round % 21));
@@ -121,10 +193,10 @@ fn either_order(ex: &str, a: &str, b: &str) {
             s1.success() && s2.success(),
             "{ex} round {round}: {first} {s1}, {second} {s2}"
         );
-        assert!(
-            !exists(&name),
-            "{ex} round {round}: the name was left behind"
-        );
+        for n in std::iter::once(name.clone()).chain(suffixes.iter().map(|s| format!("{name}{s}")))
+        {
+            assert!(!exists(&n), "{ex} round {round}: {n} was left behind");
+        }
     }
 }
 
@@ -155,6 +227,11 @@ fn jobs_example_consumer_started_after_the_producer_finished() {
 #[test]
 fn buns_example_works_in_either_order() {
     either_order("buns", "kitchen", "eat");
+}
+
+#[test]
+fn tasks_example_works_in_either_order() {
+    either_order_with("tasks", "boss", "worker", &["-answers"]);
 }
 
 #[test]
@@ -234,7 +311,15 @@ fn ctrl_c_then_rerun_works() {
 
 #[test]
 fn tutorial_examples_run() {
-    for ex in ["jobs", "buns", "rpc", "pipe", "counter", "spsc_pipeline"] {
+    for ex in [
+        "jobs",
+        "buns",
+        "tasks",
+        "rpc",
+        "pipe",
+        "counter",
+        "spsc_pipeline",
+    ] {
         let c = Command::new(example(ex))
             .stdout(Stdio::null())
             .spawn()
@@ -534,4 +619,47 @@ fn a_sole_sender_that_reaps_a_dead_creator_keeps_the_stream() {
     tx2.close().unwrap();
     tx2.send(b"x")
         .expect("close() lets go; this sender may still send");
+}
+
+#[test]
+fn a_forked_child_opens_its_own_end_and_its_copies_are_inert() {
+    child("fork_pair")
+        .arg("NAME", "unused")
+        .spawn()
+        .expect_success(LONG);
+}
+
+#[test]
+fn a_forked_child_does_not_keep_its_dead_parent_alive() {
+    let name = unique_name("lc-fork");
+    let _u = Unlink(name.clone());
+    let pidfile = std::env::temp_dir().join(format!("{name}.pid"));
+    let mut parent = child("fork_hold")
+        .arg("NAME", &name)
+        .arg("PIDFILE", pidfile.display())
+        .spawn();
+    let deadline = Instant::now() + LONG;
+    let forked: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the forked child never started");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let _ = std::fs::remove_file(&pidfile);
+    parent.kill();
+    // The forked child still runs, with copies of the producer's handle
+    // and its fds; the producer is dead all the same: nobody alive holds
+    // the ring, so it is stale (not a live ring with a silent producer).
+    let opened = Consumer::open(&name);
+    // SAFETY: kill(2) on the pid we were told; it is our grandchild,
+    // reparented to init, and not reaped before this.
+    unsafe { libc::kill(forked, libc::SIGKILL) };
+    assert!(
+        matches!(opened, Err(Error::Stale { .. })),
+        "expected Stale, got {opened:?}"
+    );
 }

@@ -392,6 +392,9 @@ impl End {
     /// receivers is not taken for stale); end the stream if this was the
     /// last thing keeping it open.
     fn detach_end(&self) {
+        if self.seg.forked_copy() {
+            return; // a forked child's copy of the parent's handle
+        }
         let _ = self.check_peers();
         if self.creator {
             let _ = ring::let_go(self.seg.region(), &self.lay);
@@ -468,6 +471,20 @@ impl Sender {
     /// (this handle is then the creator, holding it open; see
     /// [`close`](Self::close)). An existing queue must have the same
     /// slots and slot size, or `Mismatch`.
+    ///
+    /// ```
+    /// use ringway::mpmc::{Receiver, Sender};
+    /// # let name = format!("doc-mpmc-ooc-{}", std::process::id());
+    /// // Whoever comes first creates the queue; the other opens it.
+    /// let mut chef = Sender::open_or_create(&name, 16, 64)?;
+    /// let mut foodie = Receiver::open_or_create(&name, 16, 64)?;
+    /// chef.send(b"bun")?;
+    /// assert_eq!(foodie.recv_vec()?, b"bun");
+    /// // Other parameters than the queue's: refused, nothing attached.
+    /// let e = Receiver::open_or_create(&name, 16, 128).unwrap_err();
+    /// assert!(matches!(e, ringway::Error::Mismatch { .. }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_or_create(name: &str, capacity: usize, max_message: usize) -> Result<Sender> {
         let cap = crate::size::pow2_in("capacity (slots)", capacity, 2, ring::MAX_SLOTS)?;
         crate::segment::open_or_create(
@@ -738,6 +755,15 @@ impl Receiver {
         )
     }
 
+    /// Create an anonymous queue (a memfd) and attach as a receiver; share
+    /// it by fd ([`pass_to`](Self::pass_to)).
+    pub fn create_anonymous(capacity: usize, max_message: usize) -> Result<Receiver> {
+        Receiver::attach(
+            create_segment(None, capacity, max_message, ROLE_RECEIVER)?,
+            true,
+        )
+    }
+
     /// Open the named queue as a receiver, now: `NotFound` if there is
     /// no such queue yet (see [`open_wait`](Self::open_wait)).
     pub fn open(name: &str) -> Result<Receiver> {
@@ -974,6 +1000,14 @@ impl Receiver {
         self.decode_next(Until::Now, crate::codec::decode::<T>)
     }
 
+    /// [`recv_value`](Self::recv_value), waiting at most `timeout`.
+    pub fn recv_value_timeout<T: serde::de::DeserializeOwned>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<T, RecvError> {
+        self.decode_next(Until::after(timeout), crate::codec::decode::<T>)
+    }
+
     /// The next message as a plain-old-data value (exactly `size_of::<T>()`
     /// bytes, or it is kept as for [`recv_value`](Self::recv_value)).
     pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T, RecvError> {
@@ -1087,6 +1121,9 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
+        if self.end.seg.forked_copy() {
+            return; // a forked child's copy of the parent's handle
+        }
         if let Some(pos) = self.held.take() {
             // A message kept after BufferTooShort and never read: it goes
             // with this receiver, and is counted in `lost`.

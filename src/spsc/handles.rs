@@ -313,6 +313,30 @@ impl Producer {
     /// [`Consumer::from_inherited`]`(key)` (or `Producer::from_inherited`
     /// once this handle is gone): its fd is inherited and named in their
     /// environment. Works for named and anonymous rings.
+    ///
+    /// ```no_run
+    /// use ringway::spsc::{Consumer, Producer};
+    /// use std::process::Command;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// if std::env::args().nth(1).as_deref() == Some("child") {
+    ///     // The child: no name needed, the ring came with the process.
+    ///     let mut rx = Consumer::from_inherited("JOBS")?;
+    ///     for msg in rx.iter() {
+    ///         println!("{}", String::from_utf8_lossy(&msg?));
+    ///     }
+    ///     return Ok(());
+    /// }
+    /// let mut tx = Producer::create_anonymous(1 << 16)?;
+    /// let mut cmd = Command::new(std::env::current_exe()?);
+    /// cmd.arg("child");
+    /// tx.pass_to(&mut cmd, "JOBS")?;
+    /// let mut child = cmd.spawn()?;
+    /// tx.send(b"one job")?;
+    /// drop(tx); // the child's loop ends once it has read the job
+    /// child.wait()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn pass_to(&self, cmd: &mut std::process::Command, key: &str) -> Result<()> {
         crate::inherit::pass(self.segment_fd(), cmd, key)
     }
@@ -623,6 +647,9 @@ impl Producer {
 
 impl Drop for Producer {
     fn drop(&mut self) {
+        if self.seg.forked_copy() {
+            return; // a forked child's copy of the parent's handle
+        }
         let _ = self.publish_now();
         if ring::close(self.seg.region(), self.core.layout(), PRODUCER_CLOSED) {
             self.ring_bell();
@@ -787,6 +814,26 @@ impl Consumer {
 
     /// [`open_wait`](Self::open_wait), giving up after `timeout` with the
     /// last reason (`NotFound`, `NotReady` or `Stale`).
+    ///
+    /// ```
+    /// use ringway::spsc::{Consumer, Producer};
+    /// use std::time::Duration;
+    /// # let name = format!("doc-open-timeout-{}", std::process::id());
+    /// // Nobody has created it: the wait ends at the deadline, NotFound.
+    /// let e = Consumer::open_timeout(&name, Duration::from_millis(50)).unwrap_err();
+    /// assert!(matches!(e, ringway::Error::NotFound { .. }));
+    /// // A producer in another thread (or process) creates it a bit later.
+    /// let n = name.clone();
+    /// let t = std::thread::spawn(move || {
+    ///     std::thread::sleep(Duration::from_millis(20));
+    ///     let mut tx = Producer::create(&n, 4096).unwrap();
+    ///     tx.send(b"hi").unwrap();
+    /// });
+    /// let mut rx = Consumer::open_timeout(&name, Duration::from_secs(10))?;
+    /// t.join().unwrap();
+    /// assert_eq!(rx.recv_vec()?, b"hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_timeout(name: &str, timeout: Duration) -> Result<Consumer> {
         Consumer::open_until(name, segment::deadline_after(timeout))
     }
@@ -1156,6 +1203,9 @@ impl Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
+        if self.seg.forked_copy() {
+            return; // a forked child's copy of the parent's handle
+        }
         if let Some(bell) = self.bell.take() {
             crate::wait::disarm_bell(self.seg.region(), self.core.layout().data_wait);
             let _ = std::fs::remove_file(&bell.path);
