@@ -583,7 +583,7 @@ fn latency(transport: &'static str, s: Sizes, pin: bool) -> Result<[u64; 4], Str
 
 /// The Python `multiprocessing` peers (benches/peers/mp_peers.py, built in
 /// so the bench runs from anywhere).
-const MP_PEERS: &str = include_str!("../../../benches/peers/mp_peers.py");
+const MP_PEERS: &str = include_str!("../../benches/peers/mp_peers.py");
 
 /// Run the Python peer script in `mode` with `args`; its one result line.
 fn python(mode: &str, args: &[u64]) -> Result<String, String> {

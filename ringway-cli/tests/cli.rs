@@ -3,6 +3,7 @@
 //! died before publishing it, and a file that is not ringway's; exit codes;
 //! `--json` that parses; the demos; a tiny bench run.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::{child, exit_child, unique_name, Unlink};

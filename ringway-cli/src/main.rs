@@ -13,11 +13,11 @@ mod peers;
 mod report;
 mod soak;
 
-#[path = "../../../examples/buns.rs"]
+#[path = "../../examples/buns.rs"]
 mod buns;
-#[path = "../../../examples/counter.rs"]
+#[path = "../../examples/counter.rs"]
 mod counter;
-#[path = "../../../examples/pipe.rs"]
+#[path = "../../examples/pipe.rs"]
 mod pipe_demo;
 
 use clap::{Parser, Subcommand, ValueEnum};
