@@ -67,8 +67,8 @@ def main():
         print(f"RATE {n * k / dt:.0f}")
         return
     if mode == "queue":
-        n = int(sys.argv[2])
-        q = mp.Queue(maxsize=1024)
+        n, slots = int(sys.argv[2]), int(sys.argv[3])
+        q = mp.Queue(maxsize=slots)
         p = mp.Process(target=queue_producer, args=(q, n))
         t0 = time.monotonic()
         p.start()

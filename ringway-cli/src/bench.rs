@@ -23,27 +23,81 @@ use std::time::{Duration, Instant};
 /// configurable).
 pub(crate) const DEFAULT_SLOTS: usize = 1024;
 
-/// The run's ring size and wait mode, set once by [`run`].
-static CONFIG: std::sync::OnceLock<(usize, bool)> = std::sync::OnceLock::new();
+/// The run's capacity and wait mode, set once by [`run`]; the children
+/// get them in their argv (`slots=`, `mode=`), never from here.
+#[derive(Clone, Copy, Debug)]
+struct Config {
+    slots: usize,
+    /// `--slots` was given: the kernel transports' buffers are sized to
+    /// it too (by default they keep the kernel's, as BENCH.md's peers'
+    /// figures were taken).
+    kernel_buffers: bool,
+    spin: bool,
+}
+
+static CONFIG: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
 
 fn set_config(opts: &Options) {
-    let _ = CONFIG.set((opts.slots.max(2), opts.spin));
+    let _ = CONFIG.set(Config {
+        slots: opts.slots.unwrap_or(DEFAULT_SLOTS).max(2),
+        kernel_buffers: opts.slots.is_some(),
+        spin: opts.spin,
+    });
 }
 
-/// Messages the rings hold.
+/// Messages the rings (and every configurable peer) hold.
 fn slots() -> usize {
-    CONFIG.get().map_or(DEFAULT_SLOTS, |c| c.0)
-}
-
-/// Messages the peers' channels hold (the same as ringway's rings).
-#[cfg_attr(not(feature = "peers"), allow(dead_code))]
-pub(crate) fn slots_for_peers() -> usize {
-    slots()
+    CONFIG.get().map_or(DEFAULT_SLOTS, |c| c.slots)
 }
 
 /// Whether ringway's rows spin instead of sleeping (`--mode spin`).
 fn spin() -> bool {
-    CONFIG.get().is_some_and(|c| c.1)
+    CONFIG.get().is_some_and(|c| c.spin)
+}
+
+/// With `--slots N`, give a pipe or socket pair a kernel buffer of `N`
+/// messages of `size` bytes (the kernel rounds: a pipe to whole pages,
+/// at least one, at most `/proc/sys/fs/pipe-max-size` unless privileged;
+/// a socket doubles it for its bookkeeping). An error says the size was
+/// refused rather than silently measuring another one.
+fn size_kernel_buffer(kind: &str, fds: [&OwnedFd; 2], size: usize) -> Result<(), String> {
+    if !CONFIG.get().is_some_and(|c| c.kernel_buffers) {
+        return Ok(());
+    }
+    let bytes = slots().saturating_mul(size);
+    let bytes =
+        libc::c_int::try_from(bytes).map_err(|_| format!("{kind} buffer of {bytes} bytes"))?;
+    if kind == "pipe" {
+        // SAFETY: fcntl(F_SETPIPE_SZ) on an open pipe fd touches no memory.
+        if unsafe { libc::fcntl(fds[0].as_raw_fd(), libc::F_SETPIPE_SZ, bytes) } < 0 {
+            return Err(format!(
+                "pipe buffer of {bytes} bytes (--slots): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        return Ok(());
+    }
+    for fd in fds {
+        for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+            // SAFETY: setsockopt reads one c_int from a live local.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&bytes as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                return Err(format!(
+                    "socket buffer of {bytes} bytes (--slots): {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 /// No run may take longer than this.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
@@ -69,7 +123,8 @@ pub(crate) struct Options {
     pub(crate) plot: Option<std::path::PathBuf>,
     pub(crate) messages: Option<u64>,
     pub(crate) round_trips: Option<u64>,
-    pub(crate) slots: usize,
+    /// `--slots`: `None` keeps the default rings and the kernel's buffers.
+    pub(crate) slots: Option<usize>,
     pub(crate) spin: bool,
     pub(crate) baseline: Option<String>,
     pub(crate) quiet: bool,
@@ -226,7 +281,12 @@ fn ring_cap(size: usize) -> usize {
 
 /// Throughput of `transport` for `n` messages of `size` bytes.
 fn throughput(transport: &'static str, size: usize, n: u64, pin: bool) -> Result<f64, String> {
-    let mut base = vec![kv("transport", transport), kv("size", size), kv("n", n)];
+    let mut base = vec![
+        kv("transport", transport),
+        kv("size", size),
+        kv("n", n),
+        kv("slots", slots()),
+    ];
     let (mut ta, mut tb) = (base.clone(), std::mem::take(&mut base));
     ta.push(kv("role", "tx"));
     tb.push(kv("role", "rx"));
@@ -265,6 +325,12 @@ fn throughput(transport: &'static str, size: usize, n: u64, pin: bool) -> Result
             } else {
                 "socket"
             });
+            let kind = if transport.starts_with("pipe") {
+                "pipe"
+            } else {
+                "socket"
+            };
+            size_kernel_buffer(kind, [&r, &w], size)?;
             ta.push(kv("fd", w.as_raw_fd()));
             tb.push(kv("fd", r.as_raw_fd()));
             _keep = vec![r, w];
@@ -435,6 +501,7 @@ fn many(transport: &'static str, n: u64) -> Result<f64, String> {
         }
         "pipe-shared" => {
             let (r, w) = fd_pair("pipe");
+            size_kernel_buffer("pipe", [&r, &w], size)?;
             for p in 0..P {
                 let mut a = base("tx");
                 a.extend([
@@ -532,6 +599,8 @@ fn latency(transport: &'static str, s: Sizes, pin: bool) -> Result<[u64; 4], Str
         "pipe" => {
             let (r1, w1) = fd_pair("pipe");
             let (r2, w2) = fd_pair("pipe");
+            size_kernel_buffer("pipe", [&r1, &w1], size)?;
+            size_kernel_buffer("pipe", [&r2, &w2], size)?;
             for v in [&mut ta, &mut tb] {
                 v.push(kv("r1", r1.as_raw_fd()));
                 v.push(kv("w1", w1.as_raw_fd()));
@@ -542,6 +611,7 @@ fn latency(transport: &'static str, s: Sizes, pin: bool) -> Result<[u64; 4], Str
         }
         "socket" => {
             let (x, y) = fd_pair("socket");
+            size_kernel_buffer("socket", [&x, &y], size)?;
             ta.push(kv("fd", x.as_raw_fd()));
             tb.push(kv("fd", y.as_raw_fd()));
             _keep = vec![x, y];
@@ -624,7 +694,12 @@ fn python(mode: &str, args: &[u64]) -> Result<String, String> {
 }
 
 fn python_rate(mode: &str, n: u64) -> Result<f64, String> {
-    let l = python(mode, &[n])?;
+    // mp.Queue's maxsize is the ring's slots; mp.Pipe has no capacity to set.
+    let l = if mode == "queue" {
+        python(mode, &[n, slots() as u64])?
+    } else {
+        python(mode, &[n])?
+    };
     l.strip_prefix("RATE ")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| format!("unexpected {l:?}"))
@@ -1284,9 +1359,14 @@ fn print_all(
         );
     }
     println!(
-        "T: {} messages per row, {} slots, producer/consumer {}pinned, {} mode; L: {} round trips after {} warm-up.{}",
+        "T: {} messages per row, {} slots in every ring and queue (pipes and sockets: {}; ipc-channel, mp.Pipe: no capacity to set), producer/consumer {}pinned, {} mode; L: {} round trips after {} warm-up.{}",
         meta.sizes.t_msgs,
         slots(),
+        if CONFIG.get().is_some_and(|c| c.kernel_buffers) {
+            "kernel buffers of as many messages"
+        } else {
+            "the kernel's default buffers"
+        },
         if opts.pin { "" } else { "not " },
         if opts.spin { "spin" } else { "adaptive" },
         meta.sizes.l_msgs,

@@ -154,9 +154,12 @@ struct BenchArgs {
     /// Round trips per L row.
     #[arg(long, value_name = "N")]
     round_trips: Option<u64>,
-    /// Messages each ring holds.
-    #[arg(long, value_name = "N", default_value_t = bench::DEFAULT_SLOTS)]
-    slots: usize,
+    /// Messages each ring and channel holds (default 1024). Given, it
+    /// also sizes the pipes' and sockets' kernel buffers to N messages
+    /// (by default they keep the kernel's); ipc-channel has no capacity
+    /// to set.
+    #[arg(long, value_name = "N")]
+    slots: Option<usize>,
     /// Do not pin producer/consumer to CPUs 0 and 1.
     #[arg(long)]
     no_pin: bool,

@@ -17,6 +17,7 @@ use std::time::Duration;
 /// needs to connect), then receive and check `n` messages.
 pub(crate) fn consume(a: &Args) -> Result<u64, String> {
     let (n, size) = (a.num("n"), a.num("size") as usize);
+    let slots = a.num("slots") as usize;
     match a.get("transport") {
         "ipc-channel" => {
             let (server, name) =
@@ -34,7 +35,7 @@ pub(crate) fn consume(a: &Args) -> Result<u64, String> {
         }
         "ipmpsc" => {
             let path = a.get("path");
-            let buf = ipmpsc::SharedRingBuffer::create(path, ipmpsc_bytes(size))
+            let buf = ipmpsc::SharedRingBuffer::create(path, ipmpsc_bytes(size, slots))
                 .map_err(|e| format!("{e:?}"))?;
             let rx = ipmpsc::Receiver::new(buf);
             wait_go_with("");
@@ -44,8 +45,8 @@ pub(crate) fn consume(a: &Args) -> Result<u64, String> {
             }
             let _ = std::fs::remove_file(path);
         }
-        "iceoryx2" if size == 64 => iox_consume::<64>(a.get("service"), n)?,
-        "iceoryx2" if size == 8 => iox_consume::<8>(a.get("service"), n)?,
+        "iceoryx2" if size == 64 => iox_consume::<64>(a.get("service"), n, slots)?,
+        "iceoryx2" if size == 8 => iox_consume::<8>(a.get("service"), n, slots)?,
         other => return Err(format!("peer {other} at size {size}: not supported")),
     }
     Ok(now_ns())
@@ -82,17 +83,21 @@ pub(crate) fn produce(a: &Args) -> Result<u64, String> {
                 tx.send(&msg).map_err(|e| format!("{e:?}"))?;
             }
         }
-        "iceoryx2" if size == 64 => t0 = iox_produce::<64>(a.get("service"), n)?,
-        "iceoryx2" if size == 8 => t0 = iox_produce::<8>(a.get("service"), n)?,
+        "iceoryx2" if size == 64 => {
+            t0 = iox_produce::<64>(a.get("service"), n, a.num("slots") as usize)?
+        }
+        "iceoryx2" if size == 8 => {
+            t0 = iox_produce::<8>(a.get("service"), n, a.num("slots") as usize)?
+        }
         other => return Err(format!("peer {other} at size {size}: not supported")),
     }
     Ok(t0)
 }
 
-/// ipmpsc's ring for ~1024 messages of `size` bytes (bincode adds an
+/// ipmpsc's ring for `slots` messages of `size` bytes (bincode adds an
 /// 8-byte length; the ring an 8-byte header).
-fn ipmpsc_bytes(size: usize) -> u32 {
-    (crate::bench::slots_for_peers() * (size + 16)) as u32
+fn ipmpsc_bytes(size: usize, slots: usize) -> u32 {
+    u32::try_from(slots * (size + 16)).unwrap_or(u32::MAX)
 }
 
 /// An iceoryx2 node and its publish-subscribe service of `[u8; N]`.
@@ -105,14 +110,13 @@ type IoxService<const N: usize> = (
     >,
 );
 
-fn iox_service<const N: usize>(name: &str) -> Result<IoxService<N>, String> {
+fn iox_service<const N: usize>(name: &str, slots: usize) -> Result<IoxService<N>, String> {
     use iceoryx2::prelude::*;
     // Its notices ("no config file was loaded") would land in the table.
     set_log_level(LogLevel::Error);
     let node = NodeBuilder::new()
         .create::<ipc::Service>()
         .map_err(|e| format!("{e:?}"))?;
-    let slots = crate::bench::slots_for_peers();
     let service = node
         .service_builder(&name.try_into().map_err(|e| format!("{e:?}"))?)
         .publish_subscribe::<[u8; N]>()
@@ -126,11 +130,11 @@ fn iox_service<const N: usize>(name: &str) -> Result<IoxService<N>, String> {
     Ok((node, service))
 }
 
-fn iox_consume<const N: usize>(name: &str, n: u64) -> Result<(), String> {
-    let (_node, service) = iox_service::<N>(name)?;
+fn iox_consume<const N: usize>(name: &str, n: u64, slots: usize) -> Result<(), String> {
+    let (_node, service) = iox_service::<N>(name, slots)?;
     let sub = service
         .subscriber_builder()
-        .buffer_size(crate::bench::slots_for_peers())
+        .buffer_size(slots)
         .create()
         .map_err(|e| format!("{e:?}"))?;
     wait_go_with("");
@@ -157,9 +161,9 @@ fn iox_consume<const N: usize>(name: &str, n: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn iox_produce<const N: usize>(name: &str, n: u64) -> Result<u64, String> {
+fn iox_produce<const N: usize>(name: &str, n: u64, slots: usize) -> Result<u64, String> {
     use iceoryx2::prelude::*;
-    let (_node, service) = iox_service::<N>(name)?;
+    let (_node, service) = iox_service::<N>(name, slots)?;
     let publisher = service
         .publisher_builder()
         .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
