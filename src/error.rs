@@ -346,6 +346,18 @@ impl RecvError {
     pub fn is_disconnected(&self) -> bool {
         matches!(self, RecvError::Disconnected)
     }
+    /// Whether this is `Empty` (`try_*` only).
+    pub fn is_empty(&self) -> bool {
+        matches!(self, RecvError::Empty)
+    }
+    /// Whether this is `Timeout` (`*_timeout` only).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RecvError::Timeout)
+    }
+    /// Whether this is `BufferTooShort` (the message stays).
+    pub fn is_buffer_too_short(&self) -> bool {
+        matches!(self, RecvError::BufferTooShort { .. })
+    }
 }
 
 impl fmt::Display for RecvError {

@@ -66,10 +66,48 @@
 //!
 //! ## Blocking and timeouts
 //!
-//! Every operation comes as `try_*` (never waits), plain (waits as long as
-//! it takes, but still notices a dead peer) and `*_timeout`. Waiting follows
-//! a [`WaitStrategy`]: adaptive (spin ~50 µs, yield, then futex) by default,
+//! Every operation that can wait comes as `try_*` (never waits: `Empty` or
+//! `Full`), plain (waits as long as it takes, but still notices a dead
+//! peer) and `*_timeout` (`Timeout` at the deadline). Waiting follows a
+//! [`WaitStrategy`]: adaptive (spin ~50 µs, yield, then futex) by default,
 //! or spin-only for the lowest latency.
+//!
+//! | kind | operation | blocking | without waiting | with a deadline |
+//! |---|---|---|---|---|
+//! | all four | open by name | `open_wait` | `open` | `open_timeout` |
+//! | [`spsc::Producer`] | bytes | `send` | `try_send` | `send_timeout` |
+//! | | serde value | `send_value` | `try_send_value` | `send_value_timeout` |
+//! | | plain old data | `send_pod` | `try_send_pod` | `send_pod_timeout` |
+//! | | in place (zero-copy) | `claim` | `try_claim` | `claim_timeout` |
+//! | | batch (one publication) | `batch().push` | `batch().try_push` | `batch().push_timeout` |
+//! | [`spsc::Consumer`] | into a buffer | `recv` | `try_recv` | `recv_timeout` |
+//! | | as a `Vec` | `recv_vec` | `try_recv_vec` | `recv_vec_timeout` |
+//! | | serde value | `recv_value` | `try_recv_value` | `recv_value_timeout` |
+//! | | plain old data | `recv_pod` | `try_recv_pod` | `recv_pod_timeout` |
+//! | | in place (zero-copy) | `read` | `try_read` | `read_timeout` |
+//! | | everything there (one release) | — | `read_batch` | — |
+//! | | readiness | `poll(None)` | `poll(Some(ZERO))` | `poll(Some(t))` |
+//! | [`mpmc::Sender`] | bytes | `send` | `try_send` | `send_timeout` |
+//! | | serde value | `send_value` | `try_send_value` | `send_value_timeout` |
+//! | | plain old data | `send_pod` | `try_send_pod` | `send_pod_timeout` |
+//! | | in place (zero-copy) | `claim` | `try_claim` | `claim_timeout` |
+//! | | batch (one CAS) | `send_batch` | `try_send_batch` | `send_batch_timeout` |
+//! | [`mpmc::Receiver`] | into a buffer | `recv` | `try_recv` | `recv_timeout` |
+//! | | as a `Vec` | `recv_vec` | `try_recv_vec` | `recv_vec_timeout` |
+//! | | serde value | `recv_value` | `try_recv_value` | `recv_value_timeout` |
+//! | | plain old data | `recv_pod` | `try_recv_pod` | `recv_pod_timeout` |
+//! | | in place (zero-copy) | `read` | `try_read` | `read_timeout` |
+//! | | batch (one CAS) | `recv_batch` | `try_recv_batch` | `recv_batch_timeout` |
+//! | [`pipe::Pipe`] | serde value | `send` / `recv` | `try_send` / `try_recv` | `send_timeout` / `recv_timeout` |
+//! | | bytes | `send_bytes` / `recv_bytes` | `try_send_bytes` / `try_recv_bytes` | `send_bytes_timeout` / `recv_bytes_timeout` |
+//! | | into a buffer | `recv_bytes_into` | `try_recv_bytes_into` | `recv_bytes_into_timeout` |
+//! | | readiness | `poll(None)` | `poll(Some(ZERO))` | `poll(Some(t))` |
+//! | [`counters::CounterMap`] | the map's lock | `lock` | `try_lock` | `lock_timeout` |
+//! | | `get` / `add` / `set` / `compare_exchange` | never wait (lock-free) | | |
+//!
+//! Every end also has `capacity`, `max_message_len`, `len`, `is_empty` and
+//! `is_full` (an spsc ring counts bytes, its messages varying in size; an
+//! mpmc queue counts messages), and the receiving ends have `iter()`.
 //!
 //! ## Crashes
 //!

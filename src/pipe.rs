@@ -31,9 +31,9 @@
 //! [`send_bytes`](Pipe::send_bytes)/[`recv_bytes`](Pipe::recv_bytes)/
 //! [`recv_bytes_into`](Pipe::recv_bytes_into) raw bytes. A message that does
 //! not fit the caller's limit or buffer stays in the pipe, and the error
-//! says how many bytes it needs (Python loses it). For `try_*`, timeouts and
-//! zero-copy access, use the ring ends directly
-//! ([`sender`](Pipe::sender), [`receiver`](Pipe::receiver)).
+//! says how many bytes it needs (Python loses it). Each has `try_*` and
+//! `*_timeout` forms; for zero-copy access and batches, use the ring ends
+//! directly ([`sender`](Pipe::sender), [`receiver`](Pipe::receiver)).
 
 use crate::error::{Error, RecvError, Result, SendError};
 use crate::header::{Header, Kind, CLOSED_OFF, CONTROL_OFF};
@@ -41,6 +41,7 @@ use crate::peer;
 use crate::segment::{Segment, Spec};
 use crate::spsc::ring::Layout;
 use crate::spsc::{Consumer, Producer};
+use crate::wait::Until;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -271,6 +272,33 @@ impl Pipe {
         self.tx.is_some() && self.rx.is_some()
     }
 
+    /// The largest message this end can send (or, on a receive-only end,
+    /// receive), in bytes.
+    pub fn max_message_len(&self) -> usize {
+        match (&self.tx, &self.rx) {
+            (Some(tx), _) => tx.max_message_len(),
+            (None, Some(rx)) => rx.max_message_len(),
+            (None, None) => 0,
+        }
+    }
+
+    /// Bytes of messages waiting for this end to receive (frames
+    /// included; see [`Consumer::len`]); 0 on a send-only end.
+    pub fn len(&self) -> usize {
+        self.rx.as_ref().map_or(0, Consumer::len)
+    }
+
+    /// Whether no message waits for this end to receive.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether this end's sending ring has no room now (false on a
+    /// receive-only end).
+    pub fn is_full(&self) -> bool {
+        self.tx.as_ref().is_some_and(Producer::is_full)
+    }
+
     /// This end's sending ring, if it sends (for `try_*`, timeouts,
     /// batches and zero-copy claims).
     pub fn sender(&mut self) -> Option<&mut Producer> {
@@ -302,24 +330,82 @@ impl Pipe {
     /// Send a serde value, waiting for room; `Disconnected` if the other
     /// end is gone.
     pub fn send<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> Result<(), SendError<()>> {
-        self.tx()?.send_value(v)
+        self.tx()?.send_value_until(v, Until::Forever)
+    }
+
+    /// [`send`](Self::send) without waiting (`Full` if there is no room).
+    pub fn try_send<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> Result<(), SendError<()>> {
+        self.tx()?.send_value_until(v, Until::Now)
+    }
+
+    /// [`send`](Self::send), waiting at most `timeout` for room.
+    pub fn send_timeout<T: serde::Serialize + ?Sized>(
+        &mut self,
+        v: &T,
+        timeout: Duration,
+    ) -> Result<(), SendError<()>> {
+        self.tx()?.send_value_until(v, Until::after(timeout))
     }
 
     /// Receive a serde value, waiting for one; `Disconnected` once the other
     /// end is gone and everything it sent was read. A message that does not
     /// decode as `T` stays in the pipe.
     pub fn recv<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, RecvError> {
-        self.rx()?.recv_value()
+        self.rx()?.recv_value_until(Until::Forever)
+    }
+
+    /// [`recv`](Self::recv) without waiting (`Empty` if nothing is there).
+    pub fn try_recv<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, RecvError> {
+        self.rx()?.recv_value_until(Until::Now)
+    }
+
+    /// [`recv`](Self::recv), waiting at most `timeout`.
+    pub fn recv_timeout<T: serde::de::DeserializeOwned>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<T, RecvError> {
+        self.rx()?.recv_value_until(Until::after(timeout))
     }
 
     /// Send `buf[offset .. offset + size]` (all of the rest when `size` is
-    /// `None`) as one message; an out-of-range `offset` or `size` is an
-    /// error, as in Python.
+    /// `None`) as one message, waiting for room; an out-of-range `offset`
+    /// or `size` is an error, as in Python.
     pub fn send_bytes(
         &mut self,
         buf: &[u8],
         offset: usize,
         size: Option<usize>,
+    ) -> Result<(), SendError<()>> {
+        self.send_bytes_until(buf, offset, size, Until::Forever)
+    }
+
+    /// [`send_bytes`](Self::send_bytes) without waiting.
+    pub fn try_send_bytes(
+        &mut self,
+        buf: &[u8],
+        offset: usize,
+        size: Option<usize>,
+    ) -> Result<(), SendError<()>> {
+        self.send_bytes_until(buf, offset, size, Until::Now)
+    }
+
+    /// [`send_bytes`](Self::send_bytes), waiting at most `timeout`.
+    pub fn send_bytes_timeout(
+        &mut self,
+        buf: &[u8],
+        offset: usize,
+        size: Option<usize>,
+        timeout: Duration,
+    ) -> Result<(), SendError<()>> {
+        self.send_bytes_until(buf, offset, size, Until::after(timeout))
+    }
+
+    fn send_bytes_until(
+        &mut self,
+        buf: &[u8],
+        offset: usize,
+        size: Option<usize>,
+        until: Until,
     ) -> Result<(), SendError<()>> {
         let bad = |what: String| SendError::Failed((), Error::InvalidArgument(what));
         if offset > buf.len() {
@@ -335,19 +421,42 @@ impl Pipe {
                 buf.len()
             )));
         }
-        self.tx()?.send(&buf[offset..offset + size])
+        self.tx()?.send_until(&buf[offset..offset + size], until)
     }
 
     /// Receive one message as bytes, waiting for one. With `max_len`, a
     /// longer message is refused with `BufferTooShort` (how long it is) and
     /// stays in the pipe.
     pub fn recv_bytes(&mut self, max_len: Option<usize>) -> Result<Vec<u8>, RecvError> {
+        self.recv_bytes_until(max_len, Until::Forever)
+    }
+
+    /// [`recv_bytes`](Self::recv_bytes) without waiting.
+    pub fn try_recv_bytes(&mut self, max_len: Option<usize>) -> Result<Vec<u8>, RecvError> {
+        self.recv_bytes_until(max_len, Until::Now)
+    }
+
+    /// [`recv_bytes`](Self::recv_bytes), waiting at most `timeout`.
+    pub fn recv_bytes_timeout(
+        &mut self,
+        max_len: Option<usize>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, RecvError> {
+        self.recv_bytes_until(max_len, Until::after(timeout))
+    }
+
+    fn recv_bytes_until(
+        &mut self,
+        max_len: Option<usize>,
+        until: Until,
+    ) -> Result<Vec<u8>, RecvError> {
         let rx = self.rx()?;
-        let len = rx.next_len()?;
+        let len = rx.next_len_until(until)?;
         if max_len.is_some_and(|m| len > m) {
             return Err(RecvError::BufferTooShort { needed: len });
         }
-        rx.recv_vec()
+        // It is there (this end is its only reader): take it now.
+        rx.try_recv_vec()
     }
 
     /// Receive one message into `buf[offset..]`, waiting for one; its
@@ -355,13 +464,42 @@ impl Pipe {
     /// needs and it stays in the pipe, to be read again with a larger
     /// buffer.
     pub fn recv_bytes_into(&mut self, buf: &mut [u8], offset: usize) -> Result<usize, RecvError> {
+        self.recv_bytes_into_until(buf, offset, Until::Forever)
+    }
+
+    /// [`recv_bytes_into`](Self::recv_bytes_into) without waiting.
+    pub fn try_recv_bytes_into(
+        &mut self,
+        buf: &mut [u8],
+        offset: usize,
+    ) -> Result<usize, RecvError> {
+        self.recv_bytes_into_until(buf, offset, Until::Now)
+    }
+
+    /// [`recv_bytes_into`](Self::recv_bytes_into), waiting at most
+    /// `timeout`.
+    pub fn recv_bytes_into_timeout(
+        &mut self,
+        buf: &mut [u8],
+        offset: usize,
+        timeout: Duration,
+    ) -> Result<usize, RecvError> {
+        self.recv_bytes_into_until(buf, offset, Until::after(timeout))
+    }
+
+    fn recv_bytes_into_until(
+        &mut self,
+        buf: &mut [u8],
+        offset: usize,
+        until: Until,
+    ) -> Result<usize, RecvError> {
         if offset > buf.len() {
             return Err(RecvError::Failed(Error::InvalidArgument(format!(
                 "offset {offset} is past the buffer's {} bytes",
                 buf.len()
             ))));
         }
-        self.rx()?.recv(&mut buf[offset..])
+        self.rx()?.recv_until(&mut buf[offset..], until)
     }
 
     /// Whether a message is ready (or the other end is gone, so a receive

@@ -391,6 +391,15 @@ impl End {
     /// Detach (reaping dead peers first, so a queue left behind for late
     /// receivers is not taken for stale); end the stream if this was the
     /// last thing keeping it open.
+    /// Messages in the queue: slots claimed by senders and not yet taken
+    /// by receivers (some may still be being written). A snapshot, at most
+    /// the capacity; 0 if the positions cannot be read.
+    fn len(&self) -> usize {
+        ring::positions(self.seg.region(), &self.lay).map_or(0, |(enq, deq)| {
+            enq.wrapping_sub(deq).min(self.lay.cap) as usize
+        })
+    }
+
     fn detach_end(&self) {
         if self.seg.forked_copy() {
             return; // a forked child's copy of the parent's handle
@@ -533,6 +542,22 @@ impl Sender {
         self.end.lay.cap as usize
     }
 
+    /// Messages in the queue now (claimed by senders, not yet taken by
+    /// receivers; a snapshot).
+    pub fn len(&self) -> usize {
+        self.end.len()
+    }
+
+    /// Whether the queue holds no message (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether every slot is taken (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
     /// The largest message, in bytes.
     pub fn max_message_len(&self) -> usize {
         self.end.lay.slot_size as usize
@@ -589,15 +614,27 @@ impl Sender {
         self.send_value_until(v, Until::Now)
     }
 
+    /// [`send_value`](Self::send_value), waiting at most `timeout`.
+    pub fn send_value_timeout<T: serde::Serialize + ?Sized>(
+        &mut self,
+        v: &T,
+        timeout: Duration,
+    ) -> Result<(), SendError<()>> {
+        self.send_value_until(v, Until::after(timeout))
+    }
+
     fn send_value_until<T: serde::Serialize + ?Sized>(
         &mut self,
         v: &T,
         until: Until,
     ) -> Result<(), SendError<()>> {
         let len = crate::codec::encoded_len(v).map_err(|e| SendError::Failed((), e))?;
-        let mut g = match until {
-            Until::Now => self.try_claim(len)?,
-            _ => self.claim(len)?,
+        let pos = self.claim_until(len, until)?;
+        let mut g = SendGrant {
+            sender: self,
+            pos,
+            len,
+            done: false,
         };
         // On an encoding error the grant drops uncommitted: the slot is
         // abandoned (skipped), never left stuck.
@@ -608,6 +645,20 @@ impl Sender {
     /// Send a plain-old-data value as its bytes, waiting for a free slot.
     pub fn send_pod<T: bytemuck::Pod>(&mut self, v: &T) -> Result<(), SendError<()>> {
         self.send(bytemuck::bytes_of(v))
+    }
+
+    /// [`send_pod`](Self::send_pod) without waiting.
+    pub fn try_send_pod<T: bytemuck::Pod>(&mut self, v: &T) -> Result<(), SendError<()>> {
+        self.try_send(bytemuck::bytes_of(v))
+    }
+
+    /// [`send_pod`](Self::send_pod), waiting at most `timeout`.
+    pub fn send_pod_timeout<T: bytemuck::Pod>(
+        &mut self,
+        v: &T,
+        timeout: Duration,
+    ) -> Result<(), SendError<()>> {
+        self.send_timeout(bytemuck::bytes_of(v), timeout)
     }
 
     /// Claim a slot to write a message of up to `len` bytes in place
@@ -634,6 +685,21 @@ impl Sender {
         })
     }
 
+    /// [`claim`](Self::claim), waiting at most `timeout` for a free slot.
+    pub fn claim_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<SendGrant<'_>, SendError<()>> {
+        let pos = self.claim_until(len, Until::after(timeout))?;
+        Ok(SendGrant {
+            sender: self,
+            pos,
+            len,
+            done: false,
+        })
+    }
+
     /// Send as many of `msgs` as there are free slots for, in order, with
     /// one claim (one CAS) and one wake-up; waits for the first slot.
     /// Returns how many were sent (at least 1, unless `msgs` is empty).
@@ -645,6 +711,16 @@ impl Sender {
     /// is free now).
     pub fn try_send_batch(&mut self, msgs: &[&[u8]]) -> Result<usize, SendError<()>> {
         self.send_batch_until(msgs, Until::Now)
+    }
+
+    /// [`send_batch`](Self::send_batch), waiting at most `timeout` for the
+    /// first free slot.
+    pub fn send_batch_timeout(
+        &mut self,
+        msgs: &[&[u8]],
+        timeout: Duration,
+    ) -> Result<usize, SendError<()>> {
+        self.send_batch_until(msgs, Until::after(timeout))
     }
 
     fn send_batch_until(&mut self, msgs: &[&[u8]], until: Until) -> Result<usize, SendError<()>> {
@@ -839,6 +915,27 @@ impl Receiver {
         self.end.lay.cap as usize
     }
 
+    /// Messages in the queue now (claimed by senders, not yet taken by
+    /// receivers; a snapshot).
+    pub fn len(&self) -> usize {
+        self.end.len()
+    }
+
+    /// Whether the queue holds no message (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether every slot is taken (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// The largest message, in bytes.
+    pub fn max_message_len(&self) -> usize {
+        self.end.lay.slot_size as usize
+    }
+
     /// Choose how this end waits (default: adaptive).
     pub fn set_wait_strategy(&mut self, s: WaitStrategy) {
         self.end.strategy = s;
@@ -988,6 +1085,16 @@ impl Receiver {
         Ok(self.read()?.to_vec())
     }
 
+    /// [`recv_vec`](Self::recv_vec) without waiting.
+    pub fn try_recv_vec(&mut self) -> Result<Vec<u8>, RecvError> {
+        Ok(self.try_read()?.to_vec())
+    }
+
+    /// [`recv_vec`](Self::recv_vec), waiting at most `timeout`.
+    pub fn recv_vec_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
+        Ok(self.read_timeout(timeout)?.to_vec())
+    }
+
     /// The next message decoded as a serde value, waiting for one. A
     /// message that does not decode as `T` is kept by this receiver (the
     /// next receive returns it) and the error names the type.
@@ -1014,6 +1121,19 @@ impl Receiver {
         self.decode_next(Until::Forever, crate::codec::decode_pod::<T>)
     }
 
+    /// [`recv_pod`](Self::recv_pod) without waiting.
+    pub fn try_recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T, RecvError> {
+        self.decode_next(Until::Now, crate::codec::decode_pod::<T>)
+    }
+
+    /// [`recv_pod`](Self::recv_pod), waiting at most `timeout`.
+    pub fn recv_pod_timeout<T: bytemuck::Pod>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<T, RecvError> {
+        self.decode_next(Until::after(timeout), crate::codec::decode_pod::<T>)
+    }
+
     fn decode_next<T>(
         &mut self,
         until: Until,
@@ -1038,6 +1158,17 @@ impl Receiver {
     /// [`recv_batch`](Self::recv_batch) without waiting (`Empty` if none).
     pub fn try_recv_batch(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
         self.recv_batch_until(max, Until::Now, f)
+    }
+
+    /// [`recv_batch`](Self::recv_batch), waiting at most `timeout` for the
+    /// first message.
+    pub fn recv_batch_timeout(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+        f: impl FnMut(&[u8]),
+    ) -> Result<usize, RecvError> {
+        self.recv_batch_until(max, Until::after(timeout), f)
     }
 
     fn recv_batch_until(

@@ -395,6 +395,24 @@ impl Producer {
         ring::max_message(self.core.layout().cap) as usize
     }
 
+    /// Bytes of the ring in use by published messages whose space the
+    /// consumer has not released yet (their frames included: messages vary
+    /// in size, so the ring counts bytes, not messages). A snapshot: the
+    /// consumer may be reading, and releases space in steps.
+    pub fn len(&self) -> usize {
+        ring::used(self.seg.region(), self.core.layout()) as usize
+    }
+
+    /// Whether no published message waits unread.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether not even an empty message fits now.
+    pub fn is_full(&self) -> bool {
+        self.capacity() - self.len() < ring::frame_len(0) as usize
+    }
+
     /// Choose how this end waits for room (default: adaptive).
     pub fn set_wait_strategy(&mut self, s: WaitStrategy) {
         self.strategy = s;
@@ -424,7 +442,7 @@ impl Producer {
     }
 
     #[inline]
-    fn send_until(&mut self, msg: &[u8], until: Until) -> Result<(), SendError<()>> {
+    pub(crate) fn send_until(&mut self, msg: &[u8], until: Until) -> Result<(), SendError<()>> {
         let off = self.reserve_until(msg.len(), until)?;
         self.seg
             .region()
@@ -582,7 +600,7 @@ impl Producer {
         self.send_value_until(v, Until::after(timeout))
     }
 
-    fn send_value_until<T: serde::Serialize + ?Sized>(
+    pub(crate) fn send_value_until<T: serde::Serialize + ?Sized>(
         &mut self,
         v: &T,
         until: Until,
@@ -601,6 +619,20 @@ impl Producer {
     /// Send a plain-old-data value as its bytes, waiting for room.
     pub fn send_pod<T: bytemuck::Pod>(&mut self, v: &T) -> Result<(), SendError<()>> {
         self.send(bytemuck::bytes_of(v))
+    }
+
+    /// [`send_pod`](Self::send_pod) without waiting.
+    pub fn try_send_pod<T: bytemuck::Pod>(&mut self, v: &T) -> Result<(), SendError<()>> {
+        self.try_send(bytemuck::bytes_of(v))
+    }
+
+    /// [`send_pod`](Self::send_pod), waiting at most `timeout`.
+    pub fn send_pod_timeout<T: bytemuck::Pod>(
+        &mut self,
+        v: &T,
+        timeout: Duration,
+    ) -> Result<(), SendError<()>> {
+        self.send_timeout(bytemuck::bytes_of(v), timeout)
     }
 
     /// Claim `len` bytes of the ring to write in place (zero-copy), waiting
@@ -728,6 +760,11 @@ impl WriteBatch<'_> {
     /// published first, so the consumer can make room).
     pub fn push(&mut self, msg: &[u8]) -> Result<(), SendError<()>> {
         self.push_until(msg, Until::Forever)
+    }
+
+    /// [`push`](Self::push), waiting at most `timeout`.
+    pub fn push_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendError<()>> {
+        self.push_until(msg, Until::after(timeout))
     }
 
     #[inline]
@@ -913,6 +950,23 @@ impl Consumer {
         self.core.layout().cap as usize
     }
 
+    /// The largest message the ring takes (see
+    /// [`Producer::max_message_len`]).
+    pub fn max_message_len(&self) -> usize {
+        ring::max_message(self.core.layout().cap) as usize
+    }
+
+    /// Bytes of published messages this consumer has not read yet
+    /// (frames included; see [`Producer::len`]). A snapshot.
+    pub fn len(&self) -> usize {
+        self.core.unread_bytes(self.seg.region()) as usize
+    }
+
+    /// Whether no published message waits for this consumer (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Choose how this end waits for messages (default: adaptive).
     pub fn set_wait_strategy(&mut self, s: WaitStrategy) {
         self.strategy = s;
@@ -995,7 +1049,7 @@ impl Consumer {
     }
 
     #[inline]
-    fn recv_until(&mut self, buf: &mut [u8], until: Until) -> Result<usize, RecvError> {
+    pub(crate) fn recv_until(&mut self, buf: &mut [u8], until: Until) -> Result<usize, RecvError> {
         let (off, len) = self.peek_until(until)?;
         if len > buf.len() {
             return Err(RecvError::BufferTooShort { needed: len });
@@ -1042,6 +1096,11 @@ impl Consumer {
     /// The next message as a new `Vec`, without waiting.
     pub fn try_recv_vec(&mut self) -> Result<Vec<u8>, RecvError> {
         Ok(self.try_read()?.to_vec())
+    }
+
+    /// The next message as a new `Vec`, waiting at most `timeout`.
+    pub fn recv_vec_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
+        Ok(self.read_timeout(timeout)?.to_vec())
     }
 
     #[inline]
@@ -1091,9 +1150,9 @@ impl Consumer {
         Ok(())
     }
 
-    /// The length of the next message, waiting for one (it stays).
-    pub(crate) fn next_len(&mut self) -> Result<usize, RecvError> {
-        self.peek_until(Until::Forever).map(|(_, len)| len)
+    /// The length of the next message, waiting for one `until` (it stays).
+    pub(crate) fn next_len_until(&mut self, until: Until) -> Result<usize, RecvError> {
+        self.peek_until(until).map(|(_, len)| len)
     }
 
     /// Whether a message is ready (or the stream has ended, so a receive
@@ -1133,7 +1192,7 @@ impl Consumer {
         self.recv_value_until(Until::after(timeout))
     }
 
-    fn recv_value_until<T: serde::de::DeserializeOwned>(
+    pub(crate) fn recv_value_until<T: serde::de::DeserializeOwned>(
         &mut self,
         until: Until,
     ) -> Result<T, RecvError> {
@@ -1149,6 +1208,14 @@ impl Consumer {
     /// [`recv_pod`](Self::recv_pod) without waiting.
     pub fn try_recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T, RecvError> {
         self.decode_next(Until::Now, crate::codec::decode_pod::<T>)
+    }
+
+    /// [`recv_pod`](Self::recv_pod), waiting at most `timeout`.
+    pub fn recv_pod_timeout<T: bytemuck::Pod>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<T, RecvError> {
+        self.decode_next(Until::after(timeout), crate::codec::decode_pod::<T>)
     }
 
     /// Decode the next message with `f`; consume it only if that worked.

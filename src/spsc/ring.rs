@@ -233,6 +233,14 @@ pub(crate) fn unread(r: &Region, lay: &Layout) -> bool {
     load(lay.tail) != load(lay.head)
 }
 
+/// Bytes of published frames not yet released (`tail - head`), at most
+/// `cap` (hostile positions cannot make it larger); 0 if unreadable.
+pub(crate) fn used(r: &Region, lay: &Layout) -> u64 {
+    // ORDERING: Acquire, as in `unread`; the figure is a snapshot.
+    let load = |off| r.u64_at(off).map_or(0, |w| w.load(Ordering::Acquire));
+    load(lay.tail).wrapping_sub(load(lay.head)).min(lay.cap)
+}
+
 /// The producer's half of the protocol. Process-local state only.
 #[derive(Debug)]
 pub(crate) struct ProducerCore {
@@ -401,6 +409,14 @@ impl ConsumerCore {
     #[inline]
     pub(crate) fn head_header_off(&self) -> usize {
         self.lay.header_off(self.head)
+    }
+
+    /// Bytes of published frames this consumer has not read yet (the
+    /// published `tail` less its own `head`), at most `cap`; a snapshot.
+    pub(crate) fn unread_bytes(&self, r: &Region) -> u64 {
+        // ORDERING: Acquire, as in `refresh_tail`; only a figure here.
+        let tail = word(r, self.lay.tail).map_or(0, |w| w.load(Ordering::Acquire));
+        tail.saturating_sub(self.head).min(self.lay.cap)
     }
 
     /// Re-read the published `tail`: frames before it need no wait, and a
