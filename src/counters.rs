@@ -32,6 +32,7 @@
 use crate::error::{Error, Result};
 use crate::header::{Header, Kind, LINE};
 use crate::lock::{LockGuard, RawLock, LOCK_ABI, LOCK_BYTES};
+use crate::options::Options;
 use crate::region::{word, Region};
 use crate::segment::{Segment, Spec};
 use crate::sync::{AtomicU64, Ordering};
@@ -101,19 +102,55 @@ enum Probe {
     Absent(Option<usize>),
 }
 
+impl crate::options::Sealed for CounterMap {}
+
+impl crate::options::Handle for CounterMap {
+    fn make(name: Option<&str>, o: &Options) -> Result<CounterMap> {
+        CounterMap::create_in(name, o.map_keys()?, o.mode_bits())
+    }
+    fn attach_named(name: &str, o: &Options) -> Result<CounterMap> {
+        Ok(CounterMap::from_parts(o.open_segment(
+            name,
+            Kind::Counters,
+            validate,
+        )?))
+    }
+    fn open_or_make(name: &str, o: &Options) -> Result<CounterMap> {
+        let cap = crate::size::pow2_in("capacity (keys)", o.map_keys()?, 1, MAX_ENTRIES)?;
+        crate::segment::open_or_create(
+            name,
+            || {
+                let want = (cap, LOCK_ABI);
+                let seg = Segment::open_matching(name, Kind::Counters, validate, want, |c, _| {
+                    format!("{c} keys")
+                })?;
+                Ok(CounterMap::from_parts(seg))
+            },
+            || <CounterMap as crate::options::Handle>::make(Some(name), o),
+        )
+    }
+    fn attach_fd(fd: BorrowedFd<'_>, _: &Options) -> Result<CounterMap> {
+        Ok(CounterMap::from_parts(Segment::open_fd(
+            fd,
+            Kind::Counters,
+            validate,
+        )?))
+    }
+}
+
 impl CounterMap {
     /// Create the named map with room for `capacity` keys (rounded up to a
     /// power of two). The name goes with the last holder.
     pub fn create(name: &str, capacity: usize) -> Result<CounterMap> {
-        CounterMap::create_in(Some(name), capacity)
+        Options::new().keys(capacity).create(name)
     }
 
     /// Create an anonymous map (a memfd); share it by fd.
     pub fn create_anonymous(capacity: usize) -> Result<CounterMap> {
-        CounterMap::create_in(None, capacity)
+        Options::new().keys(capacity).create_anonymous()
     }
 
-    fn create_in(name: Option<&str>, capacity: usize) -> Result<CounterMap> {
+    fn create_in(name: Option<&str>, capacity: usize, mode: u32) -> Result<CounterMap> {
         let cap = crate::size::pow2_in("capacity (keys)", capacity, 1, MAX_ENTRIES)?;
         let spec = Spec {
             kind: Kind::Counters,
@@ -123,33 +160,24 @@ impl CounterMap {
             kind_size: area_size(cap),
         };
         let lock = RawLock::at(crate::header::kind_off(1));
-        let seg = Segment::create_with(name, spec, 0o600, &|seg| lock.init(seg.region()))?;
+        let seg = Segment::create_with(name, spec, mode, &|seg| lock.init(seg.region()))?;
         Ok(CounterMap::from_parts(seg))
     }
 
     /// Open the named map.
     pub fn open(name: &str) -> Result<CounterMap> {
-        Ok(CounterMap::from_parts(Segment::open(
-            name,
-            Kind::Counters,
-            validate,
-        )?))
+        Options::new().open(name)
     }
 
     /// Open the named map, waiting as long as it takes for it to be
     /// created (a stale map of that name is waited past).
     pub fn open_wait(name: &str) -> Result<CounterMap> {
-        CounterMap::open_until(name, None)
+        Options::new().open_wait().open(name)
     }
 
     /// [`open_wait`](Self::open_wait), giving up after `timeout`.
     pub fn open_timeout(name: &str, timeout: std::time::Duration) -> Result<CounterMap> {
-        CounterMap::open_until(name, crate::segment::deadline_after(timeout))
-    }
-
-    fn open_until(name: &str, deadline: Option<std::time::Instant>) -> Result<CounterMap> {
-        let seg = Segment::open_wait(name, Kind::Counters, validate, deadline)?;
-        Ok(CounterMap::from_parts(seg))
+        Options::new().open_timeout(timeout).open(name)
     }
 
     /// Open the named map if it exists (with room for as many keys, or
@@ -172,18 +200,7 @@ impl CounterMap {
     /// # Ok::<(), ringway::Error>(())
     /// ```
     pub fn open_or_create(name: &str, capacity: usize) -> Result<CounterMap> {
-        let cap = crate::size::pow2_in("capacity (keys)", capacity, 1, MAX_ENTRIES)?;
-        crate::segment::open_or_create(
-            name,
-            || {
-                let want = (cap, LOCK_ABI);
-                let seg = Segment::open_matching(name, Kind::Counters, validate, want, |c, _| {
-                    format!("{c} keys")
-                })?;
-                Ok(CounterMap::from_parts(seg))
-            },
-            || CounterMap::create(name, capacity),
-        )
+        Options::new().keys(capacity).open_or_create(name)
     }
 
     /// Let the children `cmd` spawns open this map with
@@ -199,11 +216,7 @@ impl CounterMap {
 
     /// Open the map behind `fd`.
     pub fn from_fd(fd: BorrowedFd<'_>) -> Result<CounterMap> {
-        Ok(CounterMap::from_parts(Segment::open_fd(
-            fd,
-            Kind::Counters,
-            validate,
-        )?))
+        Options::new().from_fd(fd)
     }
 
     fn from_parts(mut seg: Segment) -> CounterMap {

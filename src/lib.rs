@@ -38,6 +38,8 @@
 //! - [`counters`]: `Manager().dict()` + `Lock`: named counters with
 //!   lock-free `add`, and a robust inter-process lock whose dead holder is
 //!   reported, never a lock held forever.
+//! - [`Options`]: one builder for all four kinds (capacity in bytes or
+//!   room for N messages of S bytes, mode, wait strategy, open timeout).
 //! - [`codec`]: the serde (postcard) and plain-old-data encodings.
 //!
 //! ## Segments
@@ -153,6 +155,8 @@ pub mod inherit;
 mod lock;
 pub mod mpmc;
 #[cfg(not(loom))]
+pub mod options;
+#[cfg(not(loom))]
 mod peer;
 #[cfg(not(loom))]
 pub mod pipe;
@@ -167,6 +171,8 @@ mod wait;
 
 pub use error::{Error, RecvError, Result, SendError};
 pub use header::{Header, Kind, MAGIC, READY, VERSION};
+#[cfg(not(loom))]
+pub use options::{Handle, Options};
 #[cfg(not(loom))]
 pub use peer::Liveness;
 #[cfg(not(loom))]

@@ -37,6 +37,7 @@
 
 use crate::error::{Error, RecvError, Result, SendError};
 use crate::header::{Header, Kind, CLOSED_OFF, CONTROL_OFF};
+use crate::options::Options;
 use crate::peer;
 use crate::segment::{Segment, Spec};
 use crate::spsc::ring::Layout;
@@ -115,7 +116,7 @@ fn attach(seg: &Segment, end: u32) -> Result<()> {
     }
 }
 
-fn create_segment(name: Option<&str>, duplex: bool, capacity: usize) -> Result<Segment> {
+fn create_segment(name: Option<&str>, duplex: bool, capacity: usize, mode: u32) -> Result<Segment> {
     let cap = crate::spsc::handles::data_capacity(capacity)?;
     let spec = Spec {
         kind: Kind::Pipe,
@@ -124,7 +125,7 @@ fn create_segment(name: Option<&str>, duplex: bool, capacity: usize) -> Result<S
         peer_slots: 2,
         kind_size: rings(duplex) as usize * Layout::area_size(cap),
     };
-    Segment::create_with(name, spec, 0o600, &|seg| attach(seg, END1))
+    Segment::create_with(name, spec, mode, &|seg| attach(seg, END1))
 }
 
 /// The pipe's keep rule: end 2 has never come and end 1 left messages for
@@ -145,45 +146,96 @@ pub struct Pipe {
     rx: Option<Consumer>,
 }
 
+impl crate::options::Sealed for Pipe {}
+
+impl crate::options::Handle for Pipe {
+    fn make(name: Option<&str>, o: &Options) -> Result<Pipe> {
+        let seg = create_segment(name, o.is_duplex(), o.ring_bytes()?, o.mode_bits())?;
+        Pipe::build(seg, END1).map(|p| p.with_strategy(o))
+    }
+    fn attach_named(name: &str, o: &Options) -> Result<Pipe> {
+        Pipe::end2(o.open_segment(name, Kind::Pipe, validate)?, o)
+    }
+    fn open_or_make(name: &str, o: &Options) -> Result<Pipe> {
+        let cap = crate::spsc::handles::data_capacity(o.ring_bytes()?)?;
+        crate::segment::open_or_create(
+            name,
+            || {
+                let want = (cap, rings(o.is_duplex()));
+                let seg = Segment::open_matching(name, Kind::Pipe, validate, want, |c, d| {
+                    let way = if d == 2 { "duplex" } else { "simplex" };
+                    format!("{way} with {c} bytes per direction")
+                })?;
+                Pipe::end2(seg, o)
+            },
+            || <Pipe as crate::options::Handle>::make(Some(name), o),
+        )
+    }
+    fn attach_fd(fd: BorrowedFd<'_>, o: &Options) -> Result<Pipe> {
+        Pipe::end2(Segment::open_fd(fd, Kind::Pipe, validate)?, o)
+    }
+}
+
+impl Pipe {
+    /// Take end 2 of an opened segment.
+    fn end2(seg: Segment, o: &Options) -> Result<Pipe> {
+        attach(&seg, END2)?;
+        Pipe::build(seg, END2).map(|p| p.with_strategy(o))
+    }
+
+    fn with_strategy(mut self, o: &Options) -> Pipe {
+        self.set_wait_strategy(o.strategy());
+        self
+    }
+
+    /// Choose how this end waits, both ways (default: adaptive).
+    pub fn set_wait_strategy(&mut self, s: crate::WaitStrategy) {
+        if let Some(tx) = &mut self.tx {
+            tx.set_wait_strategy(s);
+        }
+        if let Some(rx) = &mut self.rx {
+            rx.set_wait_strategy(s);
+        }
+    }
+}
+
 impl Pipe {
     /// Create the named pipe (duplex: both ends send and receive; simplex:
     /// end 2 sends, end 1 receives) with `capacity` bytes per direction, and
     /// take end 1. The name goes with the last holder (see the crate
     /// docs).
     pub fn create(name: &str, duplex: bool, capacity: usize) -> Result<Pipe> {
-        Pipe::build(create_segment(Some(name), duplex, capacity)?, END1)
+        Options::new()
+            .duplex(duplex)
+            .capacity_bytes(capacity)
+            .create(name)
     }
 
     /// Create an anonymous pipe (a memfd) and take end 1; a child process
     /// takes end 2 with [`from_fd`](Self::from_fd) on
     /// [`segment_fd`](Self::segment_fd).
     pub fn create_anonymous(duplex: bool, capacity: usize) -> Result<Pipe> {
-        Pipe::build(create_segment(None, duplex, capacity)?, END1)
+        Options::new()
+            .duplex(duplex)
+            .capacity_bytes(capacity)
+            .create_anonymous()
     }
 
     /// Open the named pipe and take end 2.
     pub fn open(name: &str) -> Result<Pipe> {
-        let seg = Segment::open(name, Kind::Pipe, validate)?;
-        attach(&seg, END2)?;
-        Pipe::build(seg, END2)
+        Options::new().open(name)
     }
 
     /// Open the named pipe and take end 2, waiting as long as it takes for
     /// it to be created (a stale pipe of that name is waited past).
     pub fn open_wait(name: &str) -> Result<Pipe> {
-        Pipe::open_until(name, None)
+        Options::new().open_wait().open(name)
     }
 
     /// [`open_wait`](Self::open_wait), giving up after `timeout` with the
     /// last reason (`NotFound`, `NotReady` or `Stale`).
     pub fn open_timeout(name: &str, timeout: Duration) -> Result<Pipe> {
-        Pipe::open_until(name, crate::segment::deadline_after(timeout))
-    }
-
-    fn open_until(name: &str, deadline: Option<std::time::Instant>) -> Result<Pipe> {
-        let seg = Segment::open_wait(name, Kind::Pipe, validate, deadline)?;
-        attach(&seg, END2)?;
-        Pipe::build(seg, END2)
+        Options::new().open_timeout(timeout).open(name)
     }
 
     /// Take end 2 of the named pipe if it exists (it must have the same
@@ -202,20 +254,10 @@ impl Pipe {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_or_create(name: &str, duplex: bool, capacity: usize) -> Result<Pipe> {
-        let cap = crate::spsc::handles::data_capacity(capacity)?;
-        crate::segment::open_or_create(
-            name,
-            || {
-                let want = (cap, if duplex { 2 } else { 1 });
-                let seg = Segment::open_matching(name, Kind::Pipe, validate, want, |c, d| {
-                    let way = if d == 2 { "duplex" } else { "simplex" };
-                    format!("{way} with {c} bytes per direction")
-                })?;
-                attach(&seg, END2)?;
-                Pipe::build(seg, END2)
-            },
-            || Pipe::create(name, duplex, capacity),
-        )
+        Options::new()
+            .duplex(duplex)
+            .capacity_bytes(capacity)
+            .open_or_create(name)
     }
 
     /// Let the children `cmd` spawns take end 2 with
@@ -231,9 +273,7 @@ impl Pipe {
 
     /// Take end 2 of the pipe behind `fd`.
     pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Pipe> {
-        let seg = Segment::open_fd(fd, Kind::Pipe, validate)?;
-        attach(&seg, END2)?;
-        Pipe::build(seg, END2)
+        Options::new().from_fd(fd)
     }
 
     /// Both ends, in this process (for threads): `(end 1, end 2)`; in a

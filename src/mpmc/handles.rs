@@ -4,6 +4,7 @@ use super::ring::{self, ClaimRec, Layout, Slot, CREATOR_HOLDS, SENDERS_GONE};
 use crate::error::{Error, RecvError, Result, SendError};
 use crate::failpoint::failpoint;
 use crate::header::{Header, Kind, CLOSED_OFF, LOST_OFF};
+use crate::options::Options;
 use crate::peer::{self, Liveness};
 use crate::segment::{Segment, Spec};
 use crate::sync::Ordering;
@@ -18,9 +19,6 @@ const ROLE_SENDER: u32 = 1;
 const ROLE_RECEIVER: u32 = 2;
 /// Handles (senders + receivers) a queue can have attached at once.
 const PEER_SLOTS: u32 = 64;
-/// Default permissions of a named segment.
-const DEFAULT_MODE: u32 = 0o600;
-
 fn role_name(role: u32) -> &'static str {
     if role == ROLE_SENDER {
         "sender"
@@ -76,6 +74,7 @@ fn create_segment(
     capacity: usize,
     max_message: usize,
     role: u32,
+    mode: u32,
 ) -> Result<Segment> {
     let cap = crate::size::pow2_in("capacity (slots)", capacity, 2, ring::MAX_SLOTS)?;
     if max_message == 0 || max_message as u64 > ring::MAX_SLOT_SIZE {
@@ -107,7 +106,7 @@ fn create_segment(
         cap,
         slot,
     );
-    Segment::create_with(name, spec, DEFAULT_MODE, &|seg| {
+    Segment::create_with(name, spec, mode, &|seg| {
         ring::init(seg.region(), &lay)?;
         if let Some(w) = seg.region().u32_at(lay.closed) {
             // ORDERING: Relaxed — published by the READY store.
@@ -128,6 +127,50 @@ fn open_matching(name: &str, cap: u64, slot: u64) -> Result<Segment> {
         format!("{c} slots of {s} bytes")
     })
 }
+
+/// [`Handle`](crate::options::Handle) for an mpmc end, from its `attach`.
+macro_rules! mpmc_handle {
+    ($t:ident, $role:expr) => {
+        impl crate::options::Sealed for $t {}
+
+        impl crate::options::Handle for $t {
+            fn make(name: Option<&str>, o: &Options) -> Result<$t> {
+                let (slots, size) = o.queue_slots()?;
+                let seg = create_segment(name, slots, size, $role, o.mode_bits())?;
+                $t::attach(seg, true).map(|h| h.with_strategy(o))
+            }
+            fn attach_named(name: &str, o: &Options) -> Result<$t> {
+                let seg = o.open_segment(name, Kind::Mpmc, validate)?;
+                $t::attach(seg, false).map(|h| h.with_strategy(o))
+            }
+            fn open_or_make(name: &str, o: &Options) -> Result<$t> {
+                let (slots, size) = o.queue_slots()?;
+                let cap = crate::size::pow2_in("capacity (slots)", slots, 2, ring::MAX_SLOTS)?;
+                crate::segment::open_or_create(
+                    name,
+                    || {
+                        let seg = open_matching(name, cap, size as u64)?;
+                        $t::attach(seg, false).map(|h| h.with_strategy(o))
+                    },
+                    || <$t as crate::options::Handle>::make(Some(name), o),
+                )
+            }
+            fn attach_fd(fd: BorrowedFd<'_>, o: &Options) -> Result<$t> {
+                let seg = Segment::open_fd(fd, Kind::Mpmc, validate)?;
+                $t::attach(seg, false).map(|h| h.with_strategy(o))
+            }
+        }
+
+        impl $t {
+            fn with_strategy(mut self, o: &Options) -> $t {
+                self.end.strategy = o.strategy();
+                self
+            }
+        }
+    };
+}
+mpmc_handle!(Sender, ROLE_SENDER);
+mpmc_handle!(Receiver, ROLE_RECEIVER);
 
 /// The peer slot a creator takes (before READY).
 const CREATOR_SLOT: u32 = 0;
@@ -234,6 +277,7 @@ impl End {
         self.end_if_unheld(true).map(|_| ())
     }
 
+    #[inline]
     fn claim(&self) -> ClaimRec<'_> {
         let (pos, len) =
             peer::claim_words(&self.seg, self.slot).expect("own slot validated at attach");
@@ -440,40 +484,32 @@ impl Sender {
     /// holds the queue open (see [`close`](Self::close)); the name goes
     /// with the last holder, unless messages are left for later receivers.
     pub fn create(name: &str, capacity: usize, max_message: usize) -> Result<Sender> {
-        Sender::attach(
-            create_segment(Some(name), capacity, max_message, ROLE_SENDER)?,
-            true,
-        )
+        Options::new().room_for(capacity, max_message).create(name)
     }
 
     /// Create an anonymous queue (a memfd); share it by fd.
     pub fn create_anonymous(capacity: usize, max_message: usize) -> Result<Sender> {
-        Sender::attach(
-            create_segment(None, capacity, max_message, ROLE_SENDER)?,
-            true,
-        )
+        Options::new()
+            .room_for(capacity, max_message)
+            .create_anonymous()
     }
 
     /// Open the named queue as a sender, now: `NotFound` if there is
     /// no such queue yet (see [`open_wait`](Self::open_wait)).
     pub fn open(name: &str) -> Result<Sender> {
-        Sender::attach(Segment::open(name, Kind::Mpmc, validate)?, false)
+        Options::new().open(name)
     }
 
     /// Open the named queue as a sender, waiting as long as it takes
     /// for it to be created (a stale queue of that name is waited past).
     pub fn open_wait(name: &str) -> Result<Sender> {
-        Sender::attach(Segment::open_wait(name, Kind::Mpmc, validate, None)?, false)
+        Options::new().open_wait().open(name)
     }
 
     /// [`open_wait`](Self::open_wait), giving up after `timeout` with the
     /// last reason (`NotFound`, `NotReady` or `Stale`).
     pub fn open_timeout(name: &str, timeout: Duration) -> Result<Sender> {
-        let deadline = crate::segment::deadline_after(timeout);
-        Sender::attach(
-            Segment::open_wait(name, Kind::Mpmc, validate, deadline)?,
-            false,
-        )
+        Options::new().open_timeout(timeout).open(name)
     }
 
     /// Open the named queue as a sender if it exists, or create it
@@ -495,12 +531,9 @@ impl Sender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_or_create(name: &str, capacity: usize, max_message: usize) -> Result<Sender> {
-        let cap = crate::size::pow2_in("capacity (slots)", capacity, 2, ring::MAX_SLOTS)?;
-        crate::segment::open_or_create(
-            name,
-            || Sender::attach(open_matching(name, cap, max_message as u64)?, false),
-            || Sender::create(name, capacity, max_message),
-        )
+        Options::new()
+            .room_for(capacity, max_message)
+            .open_or_create(name)
     }
 
     /// Let the children `cmd` spawns open this queue with
@@ -517,7 +550,7 @@ impl Sender {
 
     /// Open the queue behind `fd` as a sender.
     pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Sender> {
-        Sender::attach(Segment::open_fd(fd, Kind::Mpmc, validate)?, false)
+        Options::new().from_fd(fd)
     }
 
     /// Another sender on the same queue (its own peer slot).
@@ -825,41 +858,33 @@ impl Receiver {
     /// holds the queue open until [`close`](Self::close) or drop; the name
     /// goes with the last holder, unless messages are left.
     pub fn create(name: &str, capacity: usize, max_message: usize) -> Result<Receiver> {
-        Receiver::attach(
-            create_segment(Some(name), capacity, max_message, ROLE_RECEIVER)?,
-            true,
-        )
+        Options::new().room_for(capacity, max_message).create(name)
     }
 
     /// Create an anonymous queue (a memfd) and attach as a receiver; share
     /// it by fd ([`pass_to`](Self::pass_to)).
     pub fn create_anonymous(capacity: usize, max_message: usize) -> Result<Receiver> {
-        Receiver::attach(
-            create_segment(None, capacity, max_message, ROLE_RECEIVER)?,
-            true,
-        )
+        Options::new()
+            .room_for(capacity, max_message)
+            .create_anonymous()
     }
 
     /// Open the named queue as a receiver, now: `NotFound` if there is
     /// no such queue yet (see [`open_wait`](Self::open_wait)).
     pub fn open(name: &str) -> Result<Receiver> {
-        Receiver::attach(Segment::open(name, Kind::Mpmc, validate)?, false)
+        Options::new().open(name)
     }
 
     /// Open the named queue as a receiver, waiting as long as it takes
     /// for it to be created (a stale queue of that name is waited past).
     pub fn open_wait(name: &str) -> Result<Receiver> {
-        Receiver::attach(Segment::open_wait(name, Kind::Mpmc, validate, None)?, false)
+        Options::new().open_wait().open(name)
     }
 
     /// [`open_wait`](Self::open_wait), giving up after `timeout` with the
     /// last reason (`NotFound`, `NotReady` or `Stale`).
     pub fn open_timeout(name: &str, timeout: Duration) -> Result<Receiver> {
-        let deadline = crate::segment::deadline_after(timeout);
-        Receiver::attach(
-            Segment::open_wait(name, Kind::Mpmc, validate, deadline)?,
-            false,
-        )
+        Options::new().open_timeout(timeout).open(name)
     }
 
     /// Open the named queue as a receiver if it exists, or create it
@@ -867,12 +892,9 @@ impl Receiver {
     /// [`close`](Self::close)). An existing queue must have the same
     /// slots and slot size, or `Mismatch`.
     pub fn open_or_create(name: &str, capacity: usize, max_message: usize) -> Result<Receiver> {
-        let cap = crate::size::pow2_in("capacity (slots)", capacity, 2, ring::MAX_SLOTS)?;
-        crate::segment::open_or_create(
-            name,
-            || Receiver::attach(open_matching(name, cap, max_message as u64)?, false),
-            || Receiver::create(name, capacity, max_message),
-        )
+        Options::new()
+            .room_for(capacity, max_message)
+            .open_or_create(name)
     }
 
     /// Let the children `cmd` spawns open this queue with
@@ -889,7 +911,7 @@ impl Receiver {
 
     /// Open the queue behind `fd` as a receiver.
     pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Receiver> {
-        Receiver::attach(Segment::open_fd(fd, Kind::Mpmc, validate)?, false)
+        Options::new().from_fd(fd)
     }
 
     /// Another receiver on the same queue (its own peer slot).
@@ -1036,6 +1058,7 @@ impl Receiver {
         }
     }
 
+    #[inline]
     fn finish(&mut self, pos: u64) -> Result<(), RecvError> {
         self.held = None;
         ring::free(self.end.seg.region(), &self.end.lay, pos)

@@ -4,6 +4,7 @@ use super::ring;
 use crate::error::{Error, RecvError, Result, SendError};
 use crate::failpoint::failpoint;
 use crate::header::{Header, Kind, CLOSED_OFF, REAPED_OFF};
+use crate::options::Options;
 use crate::peer::{self, Liveness};
 use crate::segment::{self, Segment, Spec};
 use crate::sync::Ordering;
@@ -19,9 +20,6 @@ use std::time::Duration;
 const PRODUCER_SLOT: u32 = 0;
 /// Peer slot (and role code) of the consumer.
 const CONSUMER_SLOT: u32 = 1;
-/// Default permissions of a named segment.
-const DEFAULT_MODE: u32 = 0o600;
-
 /// Round a requested capacity up to a power of two in range.
 pub(crate) fn data_capacity(capacity: usize) -> Result<u64> {
     crate::size::pow2_in(
@@ -185,11 +183,84 @@ fn open_matching(name: &str, cap: u64) -> Result<Segment> {
 
 /// Create a ring, attached as `slot` before it is READY (no opener can
 /// take the creator's end first).
-fn create_segment(name: Option<&str>, capacity: usize, slot: u32) -> Result<Segment> {
-    Segment::create_with(name, spec(data_capacity(capacity)?), DEFAULT_MODE, &|seg| {
+fn create_segment(name: Option<&str>, capacity: usize, slot: u32, mode: u32) -> Result<Segment> {
+    Segment::create_with(name, spec(data_capacity(capacity)?), mode, &|seg| {
         attach(seg, slot)
     })
 }
+
+/// The data bytes an spsc ring (or each direction of a pipe) needs to hold
+/// `count` messages of up to `size` bytes all at once: their frames, plus
+/// one frame of slack for the padding where the ring wraps, and at least
+/// twice the largest message (a message may be half the ring, less 8).
+/// `create` rounds it up to a power of two. `InvalidArgument` if it
+/// overflows or exceeds the largest ring.
+pub fn ring_bytes_for(count: usize, size: usize) -> Result<usize> {
+    let too_big = || {
+        Error::InvalidArgument(format!(
+            "room for {count} messages of {size} bytes: more than a ring's {} bytes",
+            ring::MAX_CAPACITY
+        ))
+    };
+    let size = u64::try_from(size).map_err(|_| too_big())?;
+    if size > ring::MAX_CAPACITY {
+        return Err(too_big());
+    }
+    let frame = ring::frame_len(size);
+    let frames = u64::try_from(count)
+        .ok()
+        .and_then(|n| n.checked_add(1))
+        .and_then(|n| n.checked_mul(frame))
+        .ok_or_else(too_big)?;
+    let bytes = frames.max(2 * (size + ring::FRAME_HEADER));
+    if bytes > ring::MAX_CAPACITY {
+        return Err(too_big());
+    }
+    Ok(bytes as usize)
+}
+
+/// [`Handle`](crate::options::Handle) for an spsc end, from its
+/// `from_segment`.
+macro_rules! spsc_handle {
+    ($t:ident, $slot:expr) => {
+        impl crate::options::Sealed for $t {}
+
+        impl crate::options::Handle for $t {
+            fn make(name: Option<&str>, o: &Options) -> Result<$t> {
+                let seg = create_segment(name, o.ring_bytes()?, $slot, o.mode_bits())?;
+                $t::from_segment(seg, true).map(|h| h.with_strategy(o))
+            }
+            fn attach_named(name: &str, o: &Options) -> Result<$t> {
+                let seg = o.open_segment(name, Kind::Spsc, validate)?;
+                $t::from_segment(seg, false).map(|h| h.with_strategy(o))
+            }
+            fn open_or_make(name: &str, o: &Options) -> Result<$t> {
+                let cap = data_capacity(o.ring_bytes()?)?;
+                segment::open_or_create(
+                    name,
+                    || {
+                        $t::from_segment(open_matching(name, cap)?, false)
+                            .map(|h| h.with_strategy(o))
+                    },
+                    || <$t as crate::options::Handle>::make(Some(name), o),
+                )
+            }
+            fn attach_fd(fd: BorrowedFd<'_>, o: &Options) -> Result<$t> {
+                let seg = Segment::open_fd(fd, Kind::Spsc, validate)?;
+                $t::from_segment(seg, false).map(|h| h.with_strategy(o))
+            }
+        }
+
+        impl $t {
+            fn with_strategy(mut self, o: &Options) -> $t {
+                self.strategy = o.strategy();
+                self
+            }
+        }
+    };
+}
+spsc_handle!(Producer, PRODUCER_SLOT);
+spsc_handle!(Consumer, CONSUMER_SLOT);
 
 /// The sending end of an spsc ring. `Send`, not `Sync`, not `Clone`.
 ///
@@ -246,7 +317,9 @@ type NotSync = std::marker::PhantomData<std::cell::Cell<()>>;
 /// [`Consumer::from_fd`]. An end is attached once, so a handle copied by
 /// `fork` and dropped in the child would close the parent's end.
 pub fn channel(capacity: usize) -> Result<(Producer, Consumer)> {
-    let tx = Producer::from_segment(create_segment(None, capacity, PRODUCER_SLOT)?, true)?;
+    let tx = Options::new()
+        .capacity_bytes(capacity)
+        .create_anonymous::<Producer>()?;
     let rx = Consumer::from_fd(tx.segment_fd())?;
     Ok((tx, rx))
 }
@@ -259,54 +332,44 @@ impl Producer {
     /// consumer that has not come yet); the ring lives on for processes
     /// that have it open.
     pub fn create(name: &str, capacity: usize) -> Result<Producer> {
-        Producer::from_segment(create_segment(Some(name), capacity, PRODUCER_SLOT)?, true)
+        Options::new().capacity_bytes(capacity).create(name)
     }
 
     /// Create an anonymous ring (a memfd): share it through
     /// [`segment_fd`](Self::segment_fd).
     pub fn create_anonymous(capacity: usize) -> Result<Producer> {
-        Producer::from_segment(create_segment(None, capacity, PRODUCER_SLOT)?, true)
+        Options::new().capacity_bytes(capacity).create_anonymous()
     }
 
     /// Open the named ring as its producer, now: `NotFound` if there is no
     /// such ring yet (see [`open_wait`](Self::open_wait)).
     pub fn open(name: &str) -> Result<Producer> {
-        Producer::from_segment(Segment::open(name, Kind::Spsc, validate)?, false)
+        Options::new().open(name)
     }
 
     /// Open the named ring as its producer, waiting as long as it takes
     /// for it to be created (a stale ring of that name is waited past:
     /// its next creator replaces it).
     pub fn open_wait(name: &str) -> Result<Producer> {
-        Producer::open_until(name, None)
+        Options::new().open_wait().open(name)
     }
 
     /// [`open_wait`](Self::open_wait), giving up after `timeout` with the
     /// last reason (`NotFound`, `NotReady` or `Stale`).
     pub fn open_timeout(name: &str, timeout: Duration) -> Result<Producer> {
-        Producer::open_until(name, segment::deadline_after(timeout))
-    }
-
-    fn open_until(name: &str, deadline: Option<std::time::Instant>) -> Result<Producer> {
-        let seg = Segment::open_wait(name, Kind::Spsc, validate, deadline)?;
-        Producer::from_segment(seg, false)
+        Options::new().open_timeout(timeout).open(name)
     }
 
     /// Open the named ring as its producer if it exists, or create it with
     /// `capacity` (which an existing ring must match, rounded as `create`
     /// rounds it, or `Mismatch`). Either side may call this first.
     pub fn open_or_create(name: &str, capacity: usize) -> Result<Producer> {
-        let cap = data_capacity(capacity)?;
-        segment::open_or_create(
-            name,
-            || Producer::from_segment(open_matching(name, cap)?, false),
-            || Producer::create(name, capacity),
-        )
+        Options::new().capacity_bytes(capacity).open_or_create(name)
     }
 
     /// Open the ring behind `fd` (inherited or passed) as its producer.
     pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Producer> {
-        Producer::from_segment(Segment::open_fd(fd, Kind::Spsc, validate)?, false)
+        Options::new().from_fd(fd)
     }
 
     /// Let the children `cmd` spawns open this ring with
@@ -826,19 +889,19 @@ impl Consumer {
     /// of that name that nobody holds any more is replaced; the name goes
     /// with the last holder.
     pub fn create(name: &str, capacity: usize) -> Result<Consumer> {
-        Consumer::from_segment(create_segment(Some(name), capacity, CONSUMER_SLOT)?, true)
+        Options::new().capacity_bytes(capacity).create(name)
     }
 
     /// Create an anonymous ring (a memfd) and attach as its consumer: share
     /// it through [`segment_fd`](Self::segment_fd).
     pub fn create_anonymous(capacity: usize) -> Result<Consumer> {
-        Consumer::from_segment(create_segment(None, capacity, CONSUMER_SLOT)?, true)
+        Options::new().capacity_bytes(capacity).create_anonymous()
     }
 
     /// Open the named ring as its consumer, now: `NotFound` if there is no
     /// such ring yet (see [`open_wait`](Self::open_wait)).
     pub fn open(name: &str) -> Result<Consumer> {
-        Consumer::from_segment(Segment::open(name, Kind::Spsc, validate)?, false)
+        Options::new().open(name)
     }
 
     /// Open the named ring as its consumer, waiting as long as it takes
@@ -846,7 +909,7 @@ impl Consumer {
     /// its next creator replaces it). A ring whose producer finished
     /// before any consumer came is still there, with its messages.
     pub fn open_wait(name: &str) -> Result<Consumer> {
-        Consumer::open_until(name, None)
+        Options::new().open_wait().open(name)
     }
 
     /// [`open_wait`](Self::open_wait), giving up after `timeout` with the
@@ -872,28 +935,18 @@ impl Consumer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_timeout(name: &str, timeout: Duration) -> Result<Consumer> {
-        Consumer::open_until(name, segment::deadline_after(timeout))
-    }
-
-    fn open_until(name: &str, deadline: Option<std::time::Instant>) -> Result<Consumer> {
-        let seg = Segment::open_wait(name, Kind::Spsc, validate, deadline)?;
-        Consumer::from_segment(seg, false)
+        Options::new().open_timeout(timeout).open(name)
     }
 
     /// Open the named ring as its consumer if it exists, or create it with
     /// `capacity` (which an existing ring must match, or `Mismatch`).
     pub fn open_or_create(name: &str, capacity: usize) -> Result<Consumer> {
-        let cap = data_capacity(capacity)?;
-        segment::open_or_create(
-            name,
-            || Consumer::from_segment(open_matching(name, cap)?, false),
-            || Consumer::create(name, capacity),
-        )
+        Options::new().capacity_bytes(capacity).open_or_create(name)
     }
 
     /// Open the ring behind `fd` (inherited or passed) as its consumer.
     pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Consumer> {
-        Consumer::from_segment(Segment::open_fd(fd, Kind::Spsc, validate)?, false)
+        Options::new().from_fd(fd)
     }
 
     /// Let the children `cmd` spawns open this ring with
