@@ -513,6 +513,54 @@ impl CounterMap {
     }
 }
 
+impl CounterMap {
+    /// [`lock_timeout`](Self::lock_timeout) (`None`: wait as long as it
+    /// takes) for a guard that holds a share of the map instead of a
+    /// borrow, for lock objects whose holder is not a scope (language
+    /// bindings). `None` if it did not get the lock in time. Like every
+    /// guard, it must be dropped on the thread that took it (it is not
+    /// `Send`).
+    pub fn lock_arc(
+        self: &std::sync::Arc<Self>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Option<ArcMapGuard>> {
+        let guard = match timeout {
+            None => Some(self.lock_raw(None)?),
+            Some(t) => self
+                .lock
+                .lock(self.r(), Some(t))
+                .map_err(|e| self.seg.named(e))?,
+        };
+        Ok(guard.map(|g| {
+            // SAFETY: the guard borrows the map's mapping; the `Arc` stored
+            // beside it keeps the map (and so the mapping) alive, and the
+            // guard is declared first, so it is dropped (unlocked) before
+            // that `Arc` is released.
+            let guard = unsafe { std::mem::transmute::<LockGuard<'_>, LockGuard<'static>>(g) };
+            ArcMapGuard {
+                guard,
+                _map: self.clone(),
+            }
+        }))
+    }
+}
+
+/// The map's lock, held, with a share of the map (see
+/// [`CounterMap::lock_arc`]); unlocked on drop.
+#[derive(Debug)]
+pub struct ArcMapGuard {
+    // Dropped first (declaration order): unlock, then release the map.
+    guard: LockGuard<'static>,
+    _map: std::sync::Arc<CounterMap>,
+}
+
+impl ArcMapGuard {
+    /// Whether the previous holder died holding the lock.
+    pub fn owner_died(&self) -> bool {
+        self.guard.owner_died()
+    }
+}
+
 /// A cached counter: `add` without a lookup.
 #[derive(Debug)]
 pub struct Counter<'a> {
