@@ -33,6 +33,7 @@ pub const INIT_GRACE: Duration = segment::INIT_GRACE;
 
 /// Where a segment is in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum State {
     /// Published and valid.
     Ready,
@@ -45,6 +46,7 @@ pub enum State {
 
 /// One entry of a segment's peer table.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct PeerInfo {
     /// Slot index (the byte its owner locks).
     pub slot: u32,
@@ -61,6 +63,7 @@ pub struct PeerInfo {
 
 /// What `ringway ls` and `inspect` show of one segment.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SegmentInfo {
     /// The name (without the leading `/`).
     pub name: String,
@@ -564,6 +567,7 @@ fn bell_heard(name: &str) -> bool {
 
 /// What [`collect`] found: a name and why it is garbage.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Garbage {
     /// The file's name in `/dev/shm`.
     pub name: String,

@@ -43,6 +43,7 @@ pub(crate) const PEER_ENTRY: usize = 64;
 /// What a segment holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
+#[non_exhaustive]
 pub enum Kind {
     /// A single-producer single-consumer byte ring ([`crate::spsc`]).
     Spsc = 1,

@@ -170,7 +170,11 @@ mod sync;
 mod wait;
 
 pub use error::{Error, RecvError, Result, SendError};
-pub use header::{Header, Kind, MAGIC, READY, VERSION};
+pub use header::Kind;
+// The segment layout, for the crate's own tests and tools (the hostile
+// segment tests write headers): not part of the API.
+#[doc(hidden)]
+pub use header::{Header, MAGIC, READY, VERSION};
 #[cfg(not(loom))]
 pub use options::{Handle, Options};
 #[cfg(not(loom))]

@@ -34,6 +34,7 @@ pub(crate) const DEAD: u32 = 3;
 
 /// What the table and the kernel say about one slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Liveness {
     /// Nobody has attached yet.
     Vacant,

@@ -44,6 +44,7 @@ fn state_name(s: &SegmentInfo) -> &str {
         State::Ready => "ready",
         State::Initializing => "initializing",
         State::Invalid(_) => "INVALID",
+        _ => "unknown",
     }
 }
 
@@ -102,6 +103,7 @@ fn liveness(l: Liveness) -> &'static str {
         Liveness::Alive => "alive",
         Liveness::Closed => "closed",
         Liveness::Dead => "dead",
+        _ => "unknown",
     }
 }
 

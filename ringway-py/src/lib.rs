@@ -128,6 +128,25 @@ fn recv_outcome(r: std::result::Result<Vec<u8>, RecvError>) -> Outcome<Vec<u8>> 
     }
 }
 
+/// Send `tag` then `data` as one message, written in place: `None` does
+/// not wait, `Some(t)` waits at most `t`.
+fn put_tagged(
+    tx: &mut Sender,
+    tag: u8,
+    data: &[u8],
+    wait: Option<Duration>,
+) -> std::result::Result<(), SendError<()>> {
+    let len = 1 + data.len();
+    let mut g = match wait {
+        None => tx.try_claim(len)?,
+        Some(t) if t.is_zero() => tx.try_claim(len)?,
+        Some(t) => tx.claim_timeout(len, t)?,
+    };
+    g[0] = tag;
+    g[1..len].copy_from_slice(data);
+    g.commit_len(len).map_err(|e| SendError::Failed((), e))
+}
+
 impl RawQueue {
     /// `shape`: (slots, slot bytes); `holder`: the creator's handle, if
     /// this process created the queue.
@@ -283,22 +302,37 @@ impl RawQueue {
         self.with_tx(py, |_| ())
     }
 
-    /// Send one message. `True` if sent, `False` if there was no room by
-    /// the deadline.
-    #[pyo3(signature = (data, block=true, timeout=None))]
+    /// Send one message: the byte `tag`, then `data`. `True` if sent,
+    /// `False` if there was no room by the deadline.
+    #[pyo3(signature = (tag, data, block=true, timeout=None))]
     fn put(
         &self,
         py: Python<'_>,
+        tag: u8,
         data: &[u8],
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<bool> {
+        let len = 1 + data.len();
+        // The fast path, with the GIL held: no wait, so nothing to release
+        // it for (a release and re-take costs more than the send).
+        if let Ok(mut g) = self.tx.try_lock() {
+            if let (Some(tx), Ok(())) = (g.as_mut(), self.check_open()) {
+                match send_outcome(put_tagged(tx, tag, data, None), len) {
+                    Outcome::Done(()) => return Ok(true),
+                    Outcome::Err(e) => return Err(e),
+                    Outcome::Later => {}
+                }
+            }
+        }
         let until = deadline(block, timeout)?;
         loop {
             let s = slice(until);
-            let r = self.with_tx(py, |tx| match s {
-                None => send_outcome(tx.try_send(data), data.len()),
-                Some(s) => send_outcome(tx.send_timeout(data, s), data.len()),
+            let r = self.with_tx(py, |tx| {
+                send_outcome(
+                    put_tagged(tx, tag, data, Some(s.unwrap_or(Duration::ZERO))),
+                    len,
+                )
             })?;
             match r {
                 Outcome::Done(()) => return Ok(true),
@@ -309,7 +343,7 @@ impl RawQueue {
         }
     }
 
-    /// Take one message: its bytes, or `None` if none came by the
+    /// Take one message: `(tag, rest)`, or `None` if none came by the
     /// deadline. `EOFError` once the stream has ended (the creator let go,
     /// every producer left, and it is drained).
     #[pyo3(signature = (block=true, timeout=None))]
@@ -318,7 +352,28 @@ impl RawQueue {
         py: Python<'_>,
         block: bool,
         timeout: Option<f64>,
-    ) -> PyResult<Option<Py<PyBytes>>> {
+    ) -> PyResult<Option<(u8, Py<PyBytes>)>> {
+        let tagged = |py: Python<'_>, v: &[u8]| match v.split_first() {
+            Some((&tag, rest)) => Ok(Some((tag, PyBytes::new(py, rest).unbind()))),
+            None => Err(PyOSError::new_err(
+                "an empty message: not one of ringway-py's",
+            )),
+        };
+        // The fast path, with the GIL held (see `put`), copying straight
+        // from the slot into the new bytes object.
+        if let Ok(mut g) = self.rx.try_lock() {
+            if let (Some(rx), Ok(())) = (g.as_mut(), self.check_open()) {
+                match rx.try_read() {
+                    Ok(m) => return tagged(py, &m),
+                    Err(RecvError::Empty) => {}
+                    Err(e) => {
+                        if let Outcome::Err(e) = recv_outcome(Err(e)) {
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+        }
         let until = deadline(block, timeout)?;
         loop {
             let s = slice(until);
@@ -327,7 +382,7 @@ impl RawQueue {
                 Some(s) => recv_outcome(rx.recv_vec_timeout(s)),
             })?;
             match r {
-                Outcome::Done(v) => return Ok(Some(PyBytes::new(py, &v).unbind())),
+                Outcome::Done(v) => return tagged(py, &v),
                 Outcome::Err(e) => return Err(e),
                 Outcome::Later if slice(until).is_some() => py.check_signals()?,
                 Outcome::Later => return Ok(None),

@@ -130,6 +130,10 @@ def test_a_killed_getter_does_not_hang_the_others(ctx):
 def test_ctrl_c_interrupts_a_blocked_get():
     code = (
         "import ringway, signal, os, threading\n"
+        # A shell's background job starts with SIGINT ignored, and Python
+        # then keeps it so: put Python's own handler in place, as in a
+        # terminal.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "q = ringway.Queue()\n"
         "threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
         "try:\n"

@@ -181,27 +181,27 @@ def _read_blob(name):
 
 
 def _encode(obj, slot_size, raw=False):
-    """The message for `obj` (raw: `obj` is bytes-like and sent as is)."""
+    """`(tag, payload)` of the message for `obj` (raw: `obj` is bytes-like
+    and sent as is)."""
     if raw or type(obj) in (bytes, bytearray, memoryview):
-        tag, payload = _RAW, bytes(obj)
+        # The native call takes bytes (abi3 before 3.11 has no buffer API).
+        tag, payload = _RAW, obj if type(obj) is bytes else bytes(obj)
     else:
         tag, payload = _PICKLED, pickle.dumps(obj, protocol=5)
     if 1 + len(payload) <= slot_size:
-        return bytes((tag,)) + payload
-    return bytes((tag | _BLOB,)) + _write_blob(payload).encode()
+        return tag, payload
+    return tag | _BLOB, _write_blob(payload).encode()
 
 
-def _decode_payload(msg):
-    """(tag, payload) of a message."""
-    tag = msg[0]
-    payload = msg[1:]
+def _decode_payload(tag, payload):
+    """`(tag, payload)` with an out-of-line payload read back."""
     if tag & _BLOB:
         payload = _read_blob(payload.decode())
     return tag & ~_BLOB, payload
 
 
-def _decode(msg):
-    tag, payload = _decode_payload(msg)
+def _decode(tag, payload):
+    tag, payload = _decode_payload(tag, payload)
     return pickle.loads(payload) if tag == _PICKLED else payload
 
 
@@ -273,10 +273,14 @@ class _Handle:
         threading.Thread(target=later, name="ringway-close", daemon=True).start()
 
     def _raw(self):
-        if self._raw_obj is None or self._pid != os.getpid():
-            self._raw_obj = self._reopen()
+        # No getpid() here (it is a system call on every put and get): a
+        # child made by fork has had `_raw_obj` reset by `_forked`, and an
+        # unpickled one starts without it.
+        raw = self._raw_obj
+        if raw is None:
+            raw = self._raw_obj = self._reopen()
             self._pid = os.getpid()
-        return self._raw_obj
+        return raw
 
     @property
     def name(self):
@@ -350,13 +354,13 @@ class Queue(_Handle):
         if self._put_closed and self._pid == os.getpid():
             raise ValueError("Queue %s is closed" % self._name)
         raw = self._raw()
-        msg = _encode(obj, self._slot_size)
+        tag, payload = _encode(obj, self._slot_size)
         if self._ack_to is not None:
             raw.register_producer()
             self._adopted()
-        if not raw.put(msg, block, timeout):
-            if msg[0] & _BLOB:
-                _read_blob(msg[1:].decode())  # not sent: remove its file
+        if not raw.put(tag, payload, block, timeout):
+            if tag & _BLOB:
+                _read_blob(payload.decode())  # not sent: remove its file
             raise _queue.Full
         return None
 
@@ -371,7 +375,7 @@ class Queue(_Handle):
         msg = raw.get(block, timeout)
         if msg is None:
             raise _queue.Empty
-        return _decode(msg)
+        return _decode(*msg)
 
     def get_nowait(self):
         return self.get(False)
@@ -511,7 +515,7 @@ class Connection:
             raise ValueError("size is negative")
         elif offset + size > n:
             raise ValueError("buffer length < offset + size")
-        d.put(_encode(m[offset : offset + size], d.slot_size, raw=True))
+        d.put(*_encode(m[offset : offset + size], d.slot_size, raw=True))
 
     def send(self, obj):
         self.send_bytes(pickle.dumps(obj, protocol=5))
@@ -527,7 +531,7 @@ class Connection:
         msg = d.get(True, timeout)
         if msg is None:
             return None
-        return _decode_payload(msg)[1]
+        return _decode_payload(*msg)[1]
 
     def recv_bytes(self, maxlength=None):
         if maxlength is not None and maxlength < 0:
@@ -565,7 +569,7 @@ class Connection:
             return True
         if msg is None:
             return False
-        self._pending = _decode_payload(msg)[1]
+        self._pending = _decode_payload(*msg)[1]
         return True
 
     def fileno(self):
@@ -626,9 +630,8 @@ class _Direction(_Handle):
         self._raw()
         return self._slot
 
-    def put(self, msg):
-        raw = self._raw()
-        raw.put(msg)
+    def put(self, tag, payload):
+        self._raw().put(tag, payload)
 
     def get(self, block, timeout):
         return self._raw().get(block, timeout)
