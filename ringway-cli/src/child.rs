@@ -144,8 +144,27 @@ fn map_fd(fd: &File, len: usize) -> memmap2::MmapRaw {
 /// The transports of the `peers` feature (see `peers.rs`).
 pub(crate) const PEERS: &[&str] = &["ipc-channel", "ipmpsc", "iceoryx2"];
 
+/// A bench child never outlives its bench: SIGKILL when the parent dies
+/// (however it dies), and Ctrl-C's SIGINT to the process group ends it
+/// even where the shell started the whole tree with SIGINT ignored (a
+/// background job): left alone, a child of a `--messages 2000000000` run
+/// spins on for hours.
+fn die_with_the_parent() {
+    // SAFETY: prctl(PR_SET_PDEATHSIG), signal(SIG_DFL) and getppid touch
+    // no memory of this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        if libc::getppid() == 1 {
+            // The parent died before the prctl took effect.
+            libc::_exit(1);
+        }
+    }
+}
+
 /// Entry point of `ringway __bench-child`.
 pub(crate) fn main(argv: &[String]) {
+    die_with_the_parent();
     let args = Args(
         argv.iter()
             .filter_map(|a| a.split_once('='))
