@@ -150,15 +150,15 @@ pub(crate) const PEERS: &[&str] = &["ipc-channel", "ipmpsc", "iceoryx2"];
 /// background job): left alone, a child of a `--messages 2000000000` run
 /// spins on for hours.
 fn die_with_the_parent() {
-    // SAFETY: prctl(PR_SET_PDEATHSIG), signal(SIG_DFL) and getppid touch
-    // no memory of this process.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        libc::signal(libc::SIGINT, libc::SIG_DFL);
-        if libc::getppid() == 1 {
-            // The parent died before the prctl took effect.
-            libc::_exit(1);
-        }
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number, touches no
+    // memory of this process.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // SAFETY: restoring SIGINT's default disposition installs no handler.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } == 1 {
+        // The parent died before the prctl took effect.
+        std::process::exit(1);
     }
 }
 
