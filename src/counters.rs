@@ -102,41 +102,36 @@ enum Probe {
     Absent(Option<usize>),
 }
 
-impl crate::options::Sealed for CounterMap {}
-
-impl crate::options::Handle for CounterMap {
-    fn make(name: Option<&str>, o: &Options) -> Result<CounterMap> {
-        CounterMap::create_in(name, o.map_keys()?, o.mode_bits())
-    }
-    fn attach_named(name: &str, o: &Options) -> Result<CounterMap> {
-        Ok(CounterMap::from_parts(o.open_segment(
-            name,
-            Kind::Counters,
-            validate,
-        )?))
-    }
-    fn open_or_make(name: &str, o: &Options) -> Result<CounterMap> {
+// The seal's hooks take crate-private types: nobody outside can
+// name them (see `options::sealed`).
+#[allow(private_interfaces)]
+impl crate::options::Sealed for CounterMap {
+    const KIND: Kind = Kind::Counters;
+    const VALIDATE: crate::segment::Validator = validate;
+    fn create_segment(name: Option<&str>, o: &Options) -> Result<Segment> {
         let cap = crate::size::pow2_in("capacity (keys)", o.map_keys()?, 1, MAX_ENTRIES)?;
-        crate::segment::open_or_create(
-            name,
-            || {
-                let want = (cap, LOCK_ABI);
-                let seg = Segment::open_matching(name, Kind::Counters, validate, want, |c, _| {
-                    format!("{c} keys")
-                })?;
-                Ok(CounterMap::from_parts(seg))
-            },
-            || <CounterMap as crate::options::Handle>::make(Some(name), o),
-        )
+        let spec = Spec {
+            kind: Kind::Counters,
+            param_a: cap,
+            param_b: LOCK_ABI,
+            peer_slots: 1,
+            kind_size: area_size(cap),
+        };
+        let lock = RawLock::at(crate::header::kind_off(1));
+        Segment::create_with(name, spec, o.mode_bits(), &|seg| lock.init(seg.region()))
     }
-    fn attach_fd(fd: BorrowedFd<'_>, _: &Options) -> Result<CounterMap> {
-        Ok(CounterMap::from_parts(Segment::open_fd(
-            fd,
-            Kind::Counters,
-            validate,
-        )?))
+    fn open_matching(name: &str, o: &Options) -> Result<Segment> {
+        let cap = crate::size::pow2_in("capacity (keys)", o.map_keys()?, 1, MAX_ENTRIES)?;
+        Segment::open_matching(name, Kind::Counters, validate, (cap, LOCK_ABI), |c, _| {
+            format!("{c} keys")
+        })
+    }
+    fn from_segment(seg: Segment, _: bool, _: &Options) -> Result<CounterMap> {
+        Ok(CounterMap::from_parts(seg))
     }
 }
+
+impl crate::options::Handle for CounterMap {}
 
 impl CounterMap {
     /// Create the named map with room for `capacity` keys (rounded up to a
@@ -148,20 +143,6 @@ impl CounterMap {
     /// Create an anonymous map (a memfd); share it by fd.
     pub fn create_anonymous(capacity: usize) -> Result<CounterMap> {
         Options::new().keys(capacity).create_anonymous()
-    }
-
-    fn create_in(name: Option<&str>, capacity: usize, mode: u32) -> Result<CounterMap> {
-        let cap = crate::size::pow2_in("capacity (keys)", capacity, 1, MAX_ENTRIES)?;
-        let spec = Spec {
-            kind: Kind::Counters,
-            param_a: cap,
-            param_b: LOCK_ABI,
-            peer_slots: 1,
-            kind_size: area_size(cap),
-        };
-        let lock = RawLock::at(crate::header::kind_off(1));
-        let seg = Segment::create_with(name, spec, mode, &|seg| lock.init(seg.region()))?;
-        Ok(CounterMap::from_parts(seg))
     }
 
     /// Open the named map.

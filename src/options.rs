@@ -249,8 +249,29 @@ fn no_capacity(how: &str) -> Error {
 }
 
 mod sealed {
-    #[allow(unreachable_pub)] // the sealing idiom: public, unnameable
-    pub trait Sealed {}
+    use super::Options;
+    use crate::error::Result;
+    use crate::header::Kind;
+    use crate::segment::{Segment, Validator};
+
+    /// What a kind supplies so that [`Handle`](super::Handle)'s methods,
+    /// written once, can make its handles. Public but unnameable: the
+    /// seal.
+    #[allow(unreachable_pub, private_interfaces)]
+    pub trait Sealed: Sized {
+        /// The kind and its header check.
+        const KIND: Kind;
+        const VALIDATE: Validator;
+        /// Create the kind's segment as `o` asks (named or anonymous),
+        /// this handle's end attached before it is READY.
+        fn create_segment(name: Option<&str>, o: &Options) -> Result<Segment>;
+        /// Open the named segment, not attached, if it has the parameters
+        /// `o` asks for (else `Mismatch`).
+        fn open_matching(name: &str, o: &Options) -> Result<Segment>;
+        /// The handle on `seg` (attaching it unless `created`), set up as
+        /// `o` asks.
+        fn from_segment(seg: Segment, created: bool, o: &Options) -> Result<Self>;
+    }
 }
 
 /// A handle [`Options`] can create or open: [`spsc::Producer`],
@@ -264,20 +285,33 @@ mod sealed {
 /// [`mpmc::Receiver`]: crate::mpmc::Receiver
 /// [`pipe::Pipe`]: crate::pipe::Pipe
 /// [`counters::CounterMap`]: crate::counters::CounterMap
-pub trait Handle: sealed::Sealed + Sized {
+pub trait Handle: sealed::Sealed {
     /// Create a segment (named or anonymous) and attach.
     #[doc(hidden)]
-    fn make(name: Option<&str>, o: &Options) -> Result<Self>;
+    fn make(name: Option<&str>, o: &Options) -> Result<Self> {
+        Self::from_segment(Self::create_segment(name, o)?, true, o)
+    }
     /// Open the named segment and attach.
     #[doc(hidden)]
-    fn attach_named(name: &str, o: &Options) -> Result<Self>;
+    fn attach_named(name: &str, o: &Options) -> Result<Self> {
+        Self::from_segment(o.open_segment(name, Self::KIND, Self::VALIDATE)?, false, o)
+    }
     /// Open the named segment if its parameters match, or create it.
     #[doc(hidden)]
-    fn open_or_make(name: &str, o: &Options) -> Result<Self>;
+    fn open_or_make(name: &str, o: &Options) -> Result<Self> {
+        crate::segment::open_or_create(
+            name,
+            || Self::from_segment(Self::open_matching(name, o)?, false, o),
+            || Self::make(Some(name), o),
+        )
+    }
     /// Open the segment behind `fd` and attach.
     #[doc(hidden)]
-    fn attach_fd(fd: BorrowedFd<'_>, o: &Options) -> Result<Self>;
+    fn attach_fd(fd: BorrowedFd<'_>, o: &Options) -> Result<Self> {
+        Self::from_segment(Segment::open_fd(fd, Self::KIND, Self::VALIDATE)?, false, o)
+    }
 }
 
-/// For the kinds' modules: `impl Sealed for TheirHandle {}`.
+/// For the kinds' modules: `impl Sealed for TheirHandle { .. }`, then
+/// `impl Handle for TheirHandle {}`.
 pub(crate) use sealed::Sealed;

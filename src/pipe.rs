@@ -146,48 +146,38 @@ pub struct Pipe {
     rx: Option<Consumer>,
 }
 
-impl crate::options::Sealed for Pipe {}
-
-impl crate::options::Handle for Pipe {
-    fn make(name: Option<&str>, o: &Options) -> Result<Pipe> {
-        let seg = create_segment(name, o.is_duplex(), o.ring_bytes()?, o.mode_bits())?;
-        Pipe::build(seg, END1).map(|p| p.with_strategy(o))
+// The seal's hooks take crate-private types: nobody outside can
+// name them (see `options::sealed`).
+#[allow(private_interfaces)]
+impl crate::options::Sealed for Pipe {
+    const KIND: Kind = Kind::Pipe;
+    const VALIDATE: crate::segment::Validator = validate;
+    fn create_segment(name: Option<&str>, o: &Options) -> Result<Segment> {
+        create_segment(name, o.is_duplex(), o.ring_bytes()?, o.mode_bits())
     }
-    fn attach_named(name: &str, o: &Options) -> Result<Pipe> {
-        Pipe::end2(o.open_segment(name, Kind::Pipe, validate)?, o)
-    }
-    fn open_or_make(name: &str, o: &Options) -> Result<Pipe> {
+    fn open_matching(name: &str, o: &Options) -> Result<Segment> {
         let cap = crate::spsc::handles::data_capacity(o.ring_bytes()?)?;
-        crate::segment::open_or_create(
-            name,
-            || {
-                let want = (cap, rings(o.is_duplex()));
-                let seg = Segment::open_matching(name, Kind::Pipe, validate, want, |c, d| {
-                    let way = if d == 2 { "duplex" } else { "simplex" };
-                    format!("{way} with {c} bytes per direction")
-                })?;
-                Pipe::end2(seg, o)
-            },
-            || <Pipe as crate::options::Handle>::make(Some(name), o),
-        )
+        let want = (cap, rings(o.is_duplex()));
+        Segment::open_matching(name, Kind::Pipe, validate, want, |c, d| {
+            let way = if d == 2 { "duplex" } else { "simplex" };
+            format!("{way} with {c} bytes per direction")
+        })
     }
-    fn attach_fd(fd: BorrowedFd<'_>, o: &Options) -> Result<Pipe> {
-        Pipe::end2(Segment::open_fd(fd, Kind::Pipe, validate)?, o)
+    /// The creator takes end 1 (attached at creation), an opener end 2.
+    fn from_segment(seg: Segment, created: bool, o: &Options) -> Result<Pipe> {
+        let end = if created { END1 } else { END2 };
+        if !created {
+            attach(&seg, END2)?;
+        }
+        let mut p = Pipe::build(seg, end)?;
+        p.set_wait_strategy(o.strategy());
+        Ok(p)
     }
 }
 
+impl crate::options::Handle for Pipe {}
+
 impl Pipe {
-    /// Take end 2 of an opened segment.
-    fn end2(seg: Segment, o: &Options) -> Result<Pipe> {
-        attach(&seg, END2)?;
-        Pipe::build(seg, END2).map(|p| p.with_strategy(o))
-    }
-
-    fn with_strategy(mut self, o: &Options) -> Pipe {
-        self.set_wait_strategy(o.strategy());
-        self
-    }
-
     /// Choose how this end waits, both ways (default: adaptive).
     pub fn set_wait_strategy(&mut self, s: crate::WaitStrategy) {
         if let Some(tx) = &mut self.tx {

@@ -72,6 +72,11 @@ fn spsc_triplets_and_len() {
         );
     }
     assert!(!rx.is_empty());
+    // Room only for empty messages is left; once they fill it too, both
+    // ends say full.
+    assert!(!tx.is_full());
+    while tx.try_send(&[]).is_ok() {}
+    assert!(tx.is_full() && rx.is_full());
     // Full: no room for one more 16-byte frame.
     assert!(
         tx.len() > tx.capacity() - 32,

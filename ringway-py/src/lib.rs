@@ -430,6 +430,15 @@ impl RawQueue {
     }
 }
 
+/// Open the named map, waiting at most `timeout` seconds, GIL released.
+fn open_map(py: Python<'_>, name: &str, timeout: f64) -> PyResult<Arc<CounterMap>> {
+    let t = Duration::from_secs_f64(timeout.clamp(0.0, 1e9));
+    let map = py
+        .detach(|| CounterMap::open_timeout(name, t))
+        .map_err(os_error)?;
+    Ok(Arc::new(map))
+}
+
 /// A shared counter map (`SharedCounters`'s native half).
 #[pyclass(module = "ringway._ringway")]
 struct RawCounters {
@@ -451,13 +460,9 @@ impl RawCounters {
     #[staticmethod]
     #[pyo3(signature = (name, timeout=0.0))]
     fn open(py: Python<'_>, name: &str, timeout: f64) -> PyResult<RawCounters> {
-        let t = Duration::from_secs_f64(timeout.clamp(0.0, 1e9));
-        let map = py
-            .detach(|| CounterMap::open_timeout(name, t))
-            .map_err(os_error)?;
         Ok(RawCounters {
             name: name.to_owned(),
-            map: Arc::new(map),
+            map: open_map(py, name, timeout)?,
         })
     }
 
@@ -532,13 +537,9 @@ impl RawLock {
     #[staticmethod]
     #[pyo3(signature = (name, timeout=0.0))]
     fn open(py: Python<'_>, name: &str, timeout: f64) -> PyResult<RawLock> {
-        let t = Duration::from_secs_f64(timeout.clamp(0.0, 1e9));
-        let map = py
-            .detach(|| CounterMap::open_timeout(name, t))
-            .map_err(os_error)?;
         Ok(RawLock {
             name: name.to_owned(),
-            map: Arc::new(map),
+            map: open_map(py, name, timeout)?,
             held: Mutex::new(None),
         })
     }

@@ -128,49 +128,74 @@ fn open_matching(name: &str, cap: u64, slot: u64) -> Result<Segment> {
     })
 }
 
-/// [`Handle`](crate::options::Handle) for an mpmc end, from its `attach`.
-macro_rules! mpmc_handle {
+/// An mpmc end for [`Options`]: the kind's hooks (see `options.rs`), and
+/// the queries both ends answer alike.
+macro_rules! mpmc_end {
     ($t:ident, $role:expr) => {
-        impl crate::options::Sealed for $t {}
-
-        impl crate::options::Handle for $t {
-            fn make(name: Option<&str>, o: &Options) -> Result<$t> {
+        // The seal's hooks take crate-private types: nobody outside can
+        // name them (see `options::sealed`).
+        #[allow(private_interfaces)]
+        impl crate::options::Sealed for $t {
+            const KIND: Kind = Kind::Mpmc;
+            const VALIDATE: crate::segment::Validator = validate;
+            fn create_segment(name: Option<&str>, o: &Options) -> Result<Segment> {
                 let (slots, size) = o.queue_slots()?;
-                let seg = create_segment(name, slots, size, $role, o.mode_bits())?;
-                $t::attach(seg, true).map(|h| h.with_strategy(o))
+                create_segment(name, slots, size, $role, o.mode_bits())
             }
-            fn attach_named(name: &str, o: &Options) -> Result<$t> {
-                let seg = o.open_segment(name, Kind::Mpmc, validate)?;
-                $t::attach(seg, false).map(|h| h.with_strategy(o))
-            }
-            fn open_or_make(name: &str, o: &Options) -> Result<$t> {
+            fn open_matching(name: &str, o: &Options) -> Result<Segment> {
                 let (slots, size) = o.queue_slots()?;
                 let cap = crate::size::pow2_in("capacity (slots)", slots, 2, ring::MAX_SLOTS)?;
-                crate::segment::open_or_create(
-                    name,
-                    || {
-                        let seg = open_matching(name, cap, size as u64)?;
-                        $t::attach(seg, false).map(|h| h.with_strategy(o))
-                    },
-                    || <$t as crate::options::Handle>::make(Some(name), o),
-                )
+                open_matching(name, cap, size as u64)
             }
-            fn attach_fd(fd: BorrowedFd<'_>, o: &Options) -> Result<$t> {
-                let seg = Segment::open_fd(fd, Kind::Mpmc, validate)?;
-                $t::attach(seg, false).map(|h| h.with_strategy(o))
+            fn from_segment(seg: Segment, created: bool, o: &Options) -> Result<$t> {
+                let mut h = $t::attach(seg, created)?;
+                h.end.strategy = o.strategy();
+                Ok(h)
             }
         }
+        impl crate::options::Handle for $t {}
 
         impl $t {
-            fn with_strategy(mut self, o: &Options) -> $t {
-                self.end.strategy = o.strategy();
-                self
+            /// The segment's file descriptor (close-on-exec).
+            pub fn segment_fd(&self) -> BorrowedFd<'_> {
+                self.end.seg.fd()
+            }
+
+            /// Slots in the queue.
+            pub fn capacity(&self) -> usize {
+                self.end.lay.cap as usize
+            }
+
+            /// Messages in the queue now (claimed by senders, not yet taken
+            /// by receivers; a snapshot).
+            pub fn len(&self) -> usize {
+                self.end.len()
+            }
+
+            /// Whether the queue holds no message (a snapshot).
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+
+            /// Whether every slot is taken (a snapshot).
+            pub fn is_full(&self) -> bool {
+                self.len() >= self.capacity()
+            }
+
+            /// The largest message, in bytes.
+            pub fn max_message_len(&self) -> usize {
+                self.end.lay.slot_size as usize
+            }
+
+            /// Choose how this end waits (default: adaptive).
+            pub fn set_wait_strategy(&mut self, s: WaitStrategy) {
+                self.end.strategy = s;
             }
         }
     };
 }
-mpmc_handle!(Sender, ROLE_SENDER);
-mpmc_handle!(Receiver, ROLE_RECEIVER);
+mpmc_end!(Sender, ROLE_SENDER);
+mpmc_end!(Receiver, ROLE_RECEIVER);
 
 /// The peer slot a creator takes (before READY).
 const CREATOR_SLOT: u32 = 0;
@@ -565,42 +590,6 @@ impl Sender {
         })
     }
 
-    /// The segment's file descriptor (close-on-exec).
-    pub fn segment_fd(&self) -> BorrowedFd<'_> {
-        self.end.seg.fd()
-    }
-
-    /// Slots in the queue.
-    pub fn capacity(&self) -> usize {
-        self.end.lay.cap as usize
-    }
-
-    /// Messages in the queue now (claimed by senders, not yet taken by
-    /// receivers; a snapshot).
-    pub fn len(&self) -> usize {
-        self.end.len()
-    }
-
-    /// Whether the queue holds no message (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether every slot is taken (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() >= self.capacity()
-    }
-
-    /// The largest message, in bytes.
-    pub fn max_message_len(&self) -> usize {
-        self.end.lay.slot_size as usize
-    }
-
-    /// Choose how this end waits (default: adaptive).
-    pub fn set_wait_strategy(&mut self, s: WaitStrategy) {
-        self.end.strategy = s;
-    }
-
     /// Messages lost in flight in dead processes so far.
     pub fn lost(&self) -> u64 {
         ring::lost(self.end.seg.region(), &self.end.lay)
@@ -925,42 +914,6 @@ impl Receiver {
             held: None,
             _not_sync: std::marker::PhantomData,
         })
-    }
-
-    /// The segment's file descriptor (close-on-exec).
-    pub fn segment_fd(&self) -> BorrowedFd<'_> {
-        self.end.seg.fd()
-    }
-
-    /// Slots in the queue.
-    pub fn capacity(&self) -> usize {
-        self.end.lay.cap as usize
-    }
-
-    /// Messages in the queue now (claimed by senders, not yet taken by
-    /// receivers; a snapshot).
-    pub fn len(&self) -> usize {
-        self.end.len()
-    }
-
-    /// Whether the queue holds no message (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether every slot is taken (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() >= self.capacity()
-    }
-
-    /// The largest message, in bytes.
-    pub fn max_message_len(&self) -> usize {
-        self.end.lay.slot_size as usize
-    }
-
-    /// Choose how this end waits (default: adaptive).
-    pub fn set_wait_strategy(&mut self, s: WaitStrategy) {
-        self.end.strategy = s;
     }
 
     /// Let the stream end (see [`Sender::close`]): a creator that

@@ -219,44 +219,28 @@ pub fn ring_bytes_for(count: usize, size: usize) -> Result<usize> {
     Ok(bytes as usize)
 }
 
-/// [`Handle`](crate::options::Handle) for an spsc end, from its
-/// `from_segment`.
+/// An spsc end for [`Options`]: the kind's hooks (see `options.rs`).
 macro_rules! spsc_handle {
     ($t:ident, $slot:expr) => {
-        impl crate::options::Sealed for $t {}
-
-        impl crate::options::Handle for $t {
-            fn make(name: Option<&str>, o: &Options) -> Result<$t> {
-                let seg = create_segment(name, o.ring_bytes()?, $slot, o.mode_bits())?;
-                $t::from_segment(seg, true).map(|h| h.with_strategy(o))
+        // The seal's hooks take crate-private types: nobody outside can
+        // name them (see `options::sealed`).
+        #[allow(private_interfaces)]
+        impl crate::options::Sealed for $t {
+            const KIND: Kind = Kind::Spsc;
+            const VALIDATE: segment::Validator = validate;
+            fn create_segment(name: Option<&str>, o: &Options) -> Result<Segment> {
+                create_segment(name, o.ring_bytes()?, $slot, o.mode_bits())
             }
-            fn attach_named(name: &str, o: &Options) -> Result<$t> {
-                let seg = o.open_segment(name, Kind::Spsc, validate)?;
-                $t::from_segment(seg, false).map(|h| h.with_strategy(o))
+            fn open_matching(name: &str, o: &Options) -> Result<Segment> {
+                open_matching(name, data_capacity(o.ring_bytes()?)?)
             }
-            fn open_or_make(name: &str, o: &Options) -> Result<$t> {
-                let cap = data_capacity(o.ring_bytes()?)?;
-                segment::open_or_create(
-                    name,
-                    || {
-                        $t::from_segment(open_matching(name, cap)?, false)
-                            .map(|h| h.with_strategy(o))
-                    },
-                    || <$t as crate::options::Handle>::make(Some(name), o),
-                )
-            }
-            fn attach_fd(fd: BorrowedFd<'_>, o: &Options) -> Result<$t> {
-                let seg = Segment::open_fd(fd, Kind::Spsc, validate)?;
-                $t::from_segment(seg, false).map(|h| h.with_strategy(o))
+            fn from_segment(seg: Segment, created: bool, o: &Options) -> Result<$t> {
+                let mut h = $t::from_segment(seg, created)?;
+                h.strategy = o.strategy();
+                Ok(h)
             }
         }
-
-        impl $t {
-            fn with_strategy(mut self, o: &Options) -> $t {
-                self.strategy = o.strategy();
-                self
-            }
-        }
+        impl crate::options::Handle for $t {}
     };
 }
 spsc_handle!(Producer, PRODUCER_SLOT);
@@ -473,7 +457,7 @@ impl Producer {
 
     /// Whether not even an empty message fits now.
     pub fn is_full(&self) -> bool {
-        self.capacity() - self.len() < ring::frame_len(0) as usize
+        ring::full(self.core.layout().cap, self.len() as u64)
     }
 
     /// Choose how this end waits for room (default: adaptive).
@@ -1018,6 +1002,13 @@ impl Consumer {
     /// Whether no published message waits for this consumer (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether the producer has no room for even an empty message now
+    /// (space this consumer has read but not yet released counts as used).
+    pub fn is_full(&self) -> bool {
+        let lay = self.core.layout();
+        ring::full(lay.cap, ring::used(self.seg.region(), lay))
     }
 
     /// Choose how this end waits for messages (default: adaptive).

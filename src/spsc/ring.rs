@@ -241,6 +241,13 @@ pub(crate) fn used(r: &Region, lay: &Layout) -> u64 {
     load(lay.tail).wrapping_sub(load(lay.head)).min(lay.cap)
 }
 
+/// Whether a ring of `cap` bytes with `used` bytes not yet released has
+/// no room for even an empty message: its frame, and the header word
+/// after it that `reserve` also needs.
+pub(crate) fn full(cap: u64, used: u64) -> bool {
+    cap.saturating_sub(used) < frame_len(0) + FRAME_HEADER
+}
+
 /// The producer's half of the protocol. Process-local state only.
 #[derive(Debug)]
 pub(crate) struct ProducerCore {
