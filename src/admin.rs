@@ -301,6 +301,7 @@ fn fields(seg: &Segment, kind: Kind) -> Vec<(&'static str, u64)> {
     let mut f = vec![
         ("closed_bits", u32_at(seg, CLOSED_OFF)),
         ("peers_reaped", u32_at(seg, REAPED_OFF)),
+        ("poisoned", u32_at(seg, crate::header::POISON_OFF)),
     ];
     let spsc = |f: &mut Vec<(&'static str, u64)>,
                 lay: crate::spsc::ring::Layout,

@@ -6,7 +6,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 128 | [`Header`]: immutable once `state == READY`, but for `state` |
-//! | 128 | 128 | control line: `closed` u32 @128, `reaped` u32 @132, `lost` u64 @136 |
+//! | 128 | 128 | control line: `closed` u32 @128, `reaped` u32 @132, `lost` u64 @136, `poison` u32 @152 |
 //! | 256 | `peer_slots × 64`, rounded up to 128 | peer table (`peer.rs`) |
 //! | after | kind-specific | the ring or table |
 //!
@@ -34,6 +34,9 @@ pub(crate) const CLOSED_OFF: usize = CONTROL_OFF;
 pub(crate) const REAPED_OFF: usize = CONTROL_OFF + 4;
 /// Messages lost in flight in dead processes, u64.
 pub(crate) const LOST_OFF: usize = CONTROL_OFF + 8;
+/// Nonzero once a holder found the segment corrupted, u32: its last holder
+/// removes it whatever its kind would keep, and nobody opens it again.
+pub(crate) const POISON_OFF: usize = CONTROL_OFF + 24;
 
 /// Offset of the peer table.
 pub(crate) const PEERS_OFF: usize = 256;

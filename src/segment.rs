@@ -10,6 +10,7 @@
 use crate::error::{Error, Result};
 use crate::header::{self, kind_off, Header, Kind, MAGIC, VERSION};
 use crate::region::Region;
+use crate::sync::Ordering;
 use std::ffi::CString;
 use std::fs::File;
 use std::mem::size_of;
@@ -486,7 +487,7 @@ impl Segment {
                 segment: dname.clone(),
                 source,
             })?;
-        Ok(Segment {
+        let seg = Segment {
             region: Region::from_map(map),
             file,
             lock,
@@ -495,7 +496,14 @@ impl Segment {
             held: hold,
             keep: None,
             pid: std::process::id(),
-        })
+        };
+        if seg.poisoned() {
+            return Err(Error::Corrupted {
+                segment: dname,
+                detail: "a process using it found it corrupted".into(),
+            });
+        }
+        Ok(seg)
     }
 
     /// Whether this is a copy of a handle in a child made by `fork`: the
@@ -596,13 +604,25 @@ impl Segment {
             }
             std::thread::sleep(Duration::from_millis(1));
         };
-        if last && self.keep.is_some_and(|k| !k(self)) && names_file(name, &self.file) {
+        // A poisoned segment holds nothing a later reader could trust.
+        if last
+            && self.keep.is_some_and(|k| self.poisoned() || !k(self))
+            && names_file(name, &self.file)
+        {
             let _ = unlink(name);
         }
         // The hold goes before the gate: the next closer must see us gone.
         let _ = ofd_lock(&self.lock, libc::F_OFD_SETLK, libc::F_UNLCK, HOLD_BYTE, 1);
         let _ = ofd_lock(&self.lock, libc::F_OFD_SETLK, libc::F_UNLCK, GATE_BYTE, 1);
     }
+    /// Whether some holder found the segment corrupted.
+    fn poisoned(&self) -> bool {
+        self.region
+            .u32_at(crate::header::POISON_OFF)
+            // ORDERING: Relaxed — see `corrupted`.
+            .is_some_and(|w| w.load(Ordering::Relaxed) != 0)
+    }
+
     /// Give an error from a ring core (which does not know the name) the
     /// segment's name.
     pub(crate) fn named(&self, e: Error) -> Error {
@@ -612,7 +632,14 @@ impl Segment {
         }
     }
 
+    /// A corruption this holder found: the segment is poisoned (see
+    /// [`POISON_OFF`](crate::header::POISON_OFF)), so it outlives nobody.
     pub(crate) fn corrupted(&self, detail: impl Into<String>) -> Error {
+        if let Some(w) = self.region.u32_at(crate::header::POISON_OFF) {
+            // ORDERING: Relaxed — a flag read by the last holder and by
+            // openers, who act on nothing else it would order.
+            w.fetch_or(1, Ordering::Relaxed);
+        }
         Error::Corrupted {
             segment: self.name().to_owned(),
             detail: detail.into(),

@@ -391,3 +391,46 @@ fn spsc_zeroed_header_of_a_published_frame_is_a_corruption_error() {
     }
     assert!(t.elapsed() < WAIT / 2, "took {:?}", t.elapsed());
 }
+
+/// A queue a holder found corrupted holds nothing a later reader could
+/// trust: its last holder removes it even with messages in it (an intact
+/// one would be kept for a later receiver), and nobody can open it again.
+#[test]
+fn a_segment_found_corrupted_is_not_kept_nor_reopened() {
+    use ringway::mpmc::{Receiver, Sender};
+    let path = |n: &str| std::path::Path::new("/dev/shm").join(n);
+    // Intact: kept for a receiver yet to come.
+    let name = unique_name("poison-intact");
+    let _u = Unlink(name.clone());
+    let mut tx = Sender::create(&name, 4, 8).unwrap();
+    tx.send(&[1; 8]).unwrap();
+    tx.send(&[2; 8]).unwrap();
+    drop(tx);
+    assert!(
+        path(&name).exists(),
+        "an intact queue with messages is kept"
+    );
+    // Corrupted (seen by a receiver): removed by its last holder.
+    let name = unique_name("poison-corrupt");
+    let _u2 = Unlink(name.clone());
+    let mut tx = Sender::create(&name, 4, 8).unwrap();
+    tx.send(&[1; 8]).unwrap();
+    tx.send(&[2; 8]).unwrap();
+    let mut rx = Receiver::open(&name).unwrap();
+    poke(&name, DEQ, 6);
+    let mut buf = [0u8; 8];
+    assert!(matches!(
+        rx.recv_timeout(&mut buf, std::time::Duration::from_secs(10)),
+        Err(RecvError::Failed(Error::Corrupted { .. }))
+    ));
+    match Receiver::open(&name) {
+        Err(Error::Corrupted { detail, .. }) => assert!(detail.contains("found it corrupted")),
+        other => panic!("reopening a poisoned queue: {other:?}"),
+    }
+    drop(rx);
+    drop(tx);
+    assert!(
+        !path(&name).exists(),
+        "a poisoned queue is removed by its last holder"
+    );
+}

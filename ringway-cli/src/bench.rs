@@ -167,6 +167,8 @@ struct Spawned {
     child: Child,
     stdin: ChildStdin,
     lines: mpsc::Receiver<String>,
+    /// Its `role=` argument, to name it in errors.
+    role: String,
 }
 
 fn spawn(args: &[String]) -> Spawned {
@@ -188,22 +190,77 @@ fn spawn(args: &[String]) -> Spawned {
             }
         }
     });
+    let role = args
+        .iter()
+        .find_map(|a| a.strip_prefix("role="))
+        .unwrap_or("?")
+        .to_owned();
     Spawned {
         child,
         stdin,
         lines,
+        role,
     }
 }
 
+/// What a child's next line is, without waiting.
+enum Next {
+    Line(String),
+    Nothing,
+    /// Its stdout closed without a line: it died.
+    Died(String),
+}
+
 impl Spawned {
-    fn line(&self, deadline: Instant) -> Result<String, String> {
+    fn line(&mut self, deadline: Instant) -> Result<String, String> {
         let left = deadline.saturating_duration_since(Instant::now());
         match self.lines.recv_timeout(left) {
-            Ok(l) if l.starts_with("ERR ") => Err(l[4..].to_owned()),
-            Ok(l) => Ok(l),
-            Err(mpsc::RecvTimeoutError::Timeout) => Err("timed out".into()),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err("child died".into()),
+            Ok(l) => self.result(l),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(format!("{} child timed out", self.role)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(self.death()),
         }
+    }
+
+    fn try_line(&mut self) -> Next {
+        match self.lines.try_recv() {
+            Ok(l) => Next::Line(l),
+            Err(mpsc::TryRecvError::Empty) => Next::Nothing,
+            Err(mpsc::TryRecvError::Disconnected) => Next::Died(self.death()),
+        }
+    }
+
+    /// A result line: its own error if it reported one.
+    fn result(&self, l: String) -> Result<String, String> {
+        match l.strip_prefix("ERR ") {
+            Some(e) => Err(format!("{} child: {e}", self.role)),
+            None => Ok(l),
+        }
+    }
+
+    /// How a child whose stdout closed ended (its own panic message, if
+    /// any, went to our stderr).
+    fn death(&mut self) -> String {
+        let until = Instant::now() + Duration::from_secs(2);
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(st)) => break Some(st),
+                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(2)),
+                _ => break None,
+            }
+        };
+        let how = match status {
+            Some(st) => match (
+                st.code(),
+                std::os::unix::process::ExitStatusExt::signal(&st),
+            ) {
+                (_, Some(sig)) => format!("was killed by signal {sig}"),
+                (Some(101), _) => "panicked".to_owned(),
+                (Some(c), _) => format!("exited with status {c}"),
+                _ => st.to_string(),
+            },
+            None => "closed its output".to_owned(),
+        };
+        format!("{} child {how} before giving its result", self.role)
     }
 }
 
@@ -216,37 +273,73 @@ impl Drop for Spawned {
 
 /// Run children with the given argument lists; returns their result lines
 /// (after READY/GO). `close` is dropped once they are spawned (the parent's
-/// copies of fds whose end-of-file the children rely on).
+/// copies of fds whose end-of-file the children rely on); `holder` (what
+/// kept an mpmc queue in existence until its ends attached) once they
+/// are ready. The first child to fail (its own error line, or its death)
+/// fails the run at once, naming that child: its peers' errors ("the
+/// receiver is gone") follow from it, and they are stopped with the run.
 fn run_group(
     args: Vec<Vec<String>>,
     close: Vec<OwnedFd>,
-    holder: Option<&ringway::mpmc::Receiver>,
+    holder: Option<ringway::mpmc::Receiver>,
 ) -> Result<Vec<String>, String> {
     let deadline = Instant::now() + RUN_LIMIT;
     let mut kids: Vec<Spawned> = args.iter().map(|a| spawn(a)).collect();
     drop(close);
-    for k in &kids {
-        let l = k.line(deadline)?;
-        if l != "READY" {
-            return Err(format!("expected READY, got {l:?}"));
-        }
+    let ready = collect(&mut kids, deadline)?;
+    if let Some(l) = ready.iter().find(|l| *l != "READY") {
+        return Err(format!("expected READY, got {l:?}"));
     }
-    // Every child has attached: the queue's creator lets go, so the
-    // stream ends when the senders have all gone.
-    if let Some(h) = holder {
-        h.close().map_err(|e| e.to_string())?;
-    }
+    // Every child has attached: the queue's creator goes, so the stream
+    // ends when the senders have all gone, and a sender whose receivers
+    // all died is not kept waiting by a receiver that never reads.
+    drop(holder);
     for k in &mut kids {
         writeln!(k.stdin, "GO").map_err(|e| e.to_string())?;
     }
-    kids.iter().map(|k| k.line(deadline)).collect()
+    collect(&mut kids, deadline)
+}
+
+/// The next line of every child, in order; the first failure (in time)
+/// is the error.
+fn collect(kids: &mut [Spawned], deadline: Instant) -> Result<Vec<String>, String> {
+    let mut got: Vec<Option<String>> = vec![None; kids.len()];
+    while got.iter().any(Option::is_none) {
+        let mut idle = true;
+        for (k, slot) in kids.iter_mut().zip(got.iter_mut()) {
+            if slot.is_some() {
+                continue;
+            }
+            match k.try_line() {
+                Next::Line(l) => {
+                    *slot = Some(k.result(l)?);
+                    idle = false;
+                }
+                Next::Died(e) => return Err(e),
+                Next::Nothing => {}
+            }
+        }
+        if idle {
+            if Instant::now() >= deadline {
+                let slow: Vec<&str> = kids
+                    .iter()
+                    .zip(&got)
+                    .filter(|(_, g)| g.is_none())
+                    .map(|(k, _)| k.role.as_str())
+                    .collect();
+                return Err(format!("timed out waiting for {}", slow.join(", ")));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    Ok(got.into_iter().map(Option::unwrap).collect())
 }
 
 /// [`run_group`] for a pair.
 fn run_pair(
     a: Vec<String>,
     b: Vec<String>,
-    holder: Option<&ringway::mpmc::Receiver>,
+    holder: Option<ringway::mpmc::Receiver>,
 ) -> Result<(String, String), String> {
     let mut v = run_group(vec![a, b], Vec::new(), holder)?;
     let lb = v.pop().unwrap();
@@ -345,8 +438,7 @@ fn throughput(transport: &'static str, size: usize, n: u64, pin: bool) -> Result
         }
         _ => unreachable!(),
     }
-    let (la, lb) = run_pair(ta, tb, holder.as_ref())?;
-    drop(holder);
+    let (la, lb) = run_pair(ta, tb, holder)?;
     let t0 = value(&la, "T0")?;
     let t1 = lb
         .split_whitespace()
@@ -527,8 +619,7 @@ fn many(transport: &'static str, n: u64) -> Result<f64, String> {
     }
     // Consumers that read a pipe until end-of-file must not share the
     // producers' write end: each child closes the fds it does not use.
-    let lines = run_group(args, close, holder.as_ref())?;
-    drop(holder);
+    let lines = run_group(args, close, holder)?;
     let (t0, t1, count, sum) = if transport == "threads" {
         let v: Vec<u64> = lines[0]
             .split_whitespace()

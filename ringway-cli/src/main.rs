@@ -4,6 +4,7 @@
 
 mod admin;
 mod bench;
+mod chaos;
 mod check;
 mod child;
 mod cleanup;
@@ -90,6 +91,35 @@ enum Cmd {
         #[arg(long, default_value_t = 200)]
         kill_every_ms: u64,
         /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Round after round, a fresh segment of each kind with real processes
+    /// streaming through it; at a random moment hostile words are written
+    /// into the live segment (corrupt) or one process is SIGKILLed (kill).
+    /// Every round must end within its deadline, without a panic or a
+    /// stray signal, and leave nothing in /dev/shm that gc cannot account
+    /// for. Exit 1 if one does not.
+    Chaos {
+        /// Rounds per kind and action (in which the action landed).
+        #[arg(long, default_value_t = 20)]
+        rounds: u64,
+        /// What to do to a live segment (comma-separated): corrupt, kill.
+        #[arg(long, value_delimiter = ',', default_value = "corrupt,kill", value_parser = ["corrupt", "kill"])]
+        actions: Vec<String>,
+        /// Which kinds (comma-separated): spsc, mpmc, pipe, counters.
+        #[arg(long, value_delimiter = ',', default_value = "spsc,mpmc,pipe,counters", value_parser = ["spsc", "mpmc", "pipe", "counters"])]
+        kinds: Vec<String>,
+        /// A round still running after this many seconds is a hang.
+        #[arg(long, default_value_t = 20)]
+        deadline_secs: u64,
+        /// Seed of the random choices (default: from the clock).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// One line per round on stderr.
+        #[arg(long, short)]
+        verbose: bool,
+        /// One JSON array instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -211,6 +241,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Some("__soak-child") => return soak::child(&argv[2..]),
+        Some("__chaos-child") => return chaos::child(&argv[2..]),
         _ => {}
     }
     let cli = Cli::parse();
@@ -272,6 +303,43 @@ fn main() -> ExitCode {
             kill_every_ms,
             json,
         }),
+        Cmd::Chaos {
+            rounds,
+            actions,
+            kinds,
+            deadline_secs,
+            seed,
+            verbose,
+            json,
+        } => {
+            let mut actions: Vec<chaos::Action> = actions
+                .iter()
+                .map(|a| match a.as_str() {
+                    "corrupt" => chaos::Action::Corrupt,
+                    _ => chaos::Action::Kill,
+                })
+                .collect();
+            actions.sort();
+            actions.dedup();
+            let mut kinds: Vec<chaos::Kind> =
+                kinds.iter().filter_map(|k| chaos::Kind::parse(k)).collect();
+            kinds.sort();
+            kinds.dedup();
+            let seed = seed.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+            chaos::run(&chaos::Options {
+                actions,
+                kinds,
+                rounds,
+                deadline: std::time::Duration::from_secs(deadline_secs.max(1)),
+                seed,
+                json,
+                verbose,
+            })
+        }
         Cmd::Ls { json } => admin::ls(json),
         Cmd::Inspect { name, json } => admin::inspect(&name, json),
         Cmd::Rm { names, force } => admin::rm(&names, force),

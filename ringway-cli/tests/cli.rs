@@ -345,6 +345,32 @@ fn a_short_soak_balances_its_books() {
     assert!(v["received"].as_u64().unwrap() > 0);
 }
 
+/// `ringway chaos`, short: every kind, corrupt and kill. Each round must
+/// end without a hang, a panic or a stray signal and leave nothing gc
+/// cannot account for. `RINGWAY_CHAOS_ROUNDS=N` runs more.
+#[test]
+fn chaos_rounds_end_without_hangs_signals_or_leaks() {
+    let rounds = std::env::var("RINGWAY_CHAOS_ROUNDS").unwrap_or_else(|_| "4".into());
+    let o = ringway(&["chaos", "--rounds", &rounds, "--json"]);
+    let v = json(&o);
+    assert_eq!(v["defects"], 0, "{v}");
+    assert_eq!(code(&o), 0, "{v}");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 8, "4 kinds x 2 actions: {v}");
+    let n: u64 = rounds.parse().unwrap();
+    for r in rows {
+        assert_eq!(r["rounds"], n, "{r}");
+        for bad in ["hang", "panic", "signal", "leaked"] {
+            assert_eq!(r[bad], 0, "{bad}: {r}");
+        }
+        let ended: u64 = ["ok", "peer-gone", "error", "bad-data"]
+            .iter()
+            .map(|k| r[*k].as_u64().unwrap())
+            .sum();
+        assert_eq!(ended, n, "every round classified: {r}");
+    }
+}
+
 /// Set a file's times `age` in the past (without opening it: a FIFO).
 fn age_path(path: &str, age: Duration) {
     let t = SystemTime::now() - age;
