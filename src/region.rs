@@ -79,7 +79,6 @@ mod std_region {
 
     impl Region {
         /// A zeroed heap region of `len` bytes (`len > 0`).
-        #[cfg_attr(not(test), allow(dead_code))]
         pub(crate) fn heap(len: usize) -> Region {
             let len = len.max(8);
             let layout = Layout::from_size_align(len, HEAP_ALIGN).expect("region size overflows");

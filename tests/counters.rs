@@ -269,3 +269,64 @@ fn hostile_table_bytes_are_errors_not_hangs() {
     assert!(matches!(map.get("a"), Err(Error::Corrupted { .. })));
     assert!(matches!(map.snapshot(), Err(Error::Corrupted { .. })));
 }
+
+/// Offset of the map's lock (glibc's mutex; its kind word at +16).
+const LOCK: u64 = 256 + 128;
+
+/// A thread id nobody runs as: a child's, once it has been reaped.
+fn dead_tid() -> u32 {
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+/// The lock's words written by a hostile peer (or left by a holder the
+/// kernel could not see die): every lock call ends, in the lock (told the
+/// owner died) or in a corruption error, never a wait for ever or an abort.
+#[test]
+fn hostile_lock_words_end_every_wait() {
+    let name = unique_name("hostile-lock");
+    let _u = Unlink(name.clone());
+    let map = CounterMap::create(&name, 8).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    // Held by a thread that does not exist: taken over, as from a dead
+    // holder, and said so.
+    f.write_all_at(&dead_tid().to_ne_bytes(), LOCK).unwrap();
+    let t = Instant::now();
+    let g = map.lock().unwrap();
+    assert!(g.owner_died(), "the vanished holder is reported");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    drop(g);
+    assert!(!map.lock().unwrap().owner_died(), "and the lock works on");
+    // Held, says the word, by a live thread of another process (init)
+    // that never recorded itself as the holder: corruption, after a
+    // bounded look (about a second), with or without a deadline.
+    f.write_all_at(&1u32.to_ne_bytes(), LOCK).unwrap();
+    let t = Instant::now();
+    assert!(matches!(map.lock(), Err(Error::Corrupted { .. })));
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(matches!(
+        map.lock_timeout(LONG),
+        Err(Error::Corrupted { .. })
+    ));
+    assert!(matches!(
+        map.lock_timeout(Duration::from_millis(200)),
+        Ok(None)
+    ));
+    f.write_all_at(&0u32.to_ne_bytes(), LOCK).unwrap();
+    drop(map.lock().unwrap());
+    // A kind word glibc did not write (it would assert on some): refused
+    // before glibc reads it.
+    let mut kind = [0u8; 4];
+    f.read_exact_at(&mut kind, LOCK + 16).unwrap();
+    f.write_all_at(&0x7fu32.to_ne_bytes(), LOCK + 16).unwrap();
+    assert!(matches!(map.lock(), Err(Error::Corrupted { .. })));
+    assert!(matches!(map.try_lock(), Err(Error::Corrupted { .. })));
+    f.write_all_at(&kind, LOCK + 16).unwrap();
+    drop(map.lock().unwrap());
+}

@@ -392,6 +392,66 @@ fn spsc_zeroed_header_of_a_published_frame_is_a_corruption_error() {
     assert!(t.elapsed() < WAIT / 2, "took {:?}", t.elapsed());
 }
 
+/// The consumer's released position moved back by a hostile writer: the
+/// ring looks full to the producer, which waits for room, while the
+/// consumer (which read everything) waits for data. Both alive, both would
+/// wait for ever: the consumer finds its own word changed and says so, and
+/// its leaving lets the producer go.
+#[test]
+fn spsc_consumer_position_moved_back_is_an_error_for_both_waiters() {
+    use std::time::{Duration, Instant};
+    const WAIT: Duration = Duration::from_secs(10);
+    let name = unique_name("hostile-spsc-head-back");
+    let _u = Unlink(name.clone());
+    let mut rx = Consumer::create(&name, 256).unwrap();
+    let mut tx = Producer::open(&name).unwrap();
+    let mut buf = [0u8; 8];
+    // Fill the ring (the producer last read `head` = 0), drain it (the
+    // consumer releases it all), then put `head` back where the producer
+    // last saw it: a ring full to the producer, empty to the consumer.
+    let mut k = 0;
+    while tx.try_send(&[1; 8]).is_ok() {
+        k += 1;
+    }
+    for _ in 0..k {
+        rx.recv(&mut buf).unwrap();
+    }
+    assert!(matches!(rx.try_recv(&mut buf), Err(RecvError::Empty)));
+    poke(&name, HEAD, 0);
+    let t = Instant::now();
+    let sender = std::thread::spawn(move || {
+        let r = (0..64).try_for_each(|_| tx.send_timeout(&[7; 8], WAIT));
+        (r, Instant::now())
+    });
+    let mut got = 0;
+    loop {
+        match rx.recv_timeout(&mut buf, WAIT) {
+            Ok(_) => got += 1,
+            Err(RecvError::Failed(Error::Corrupted { detail, .. })) => {
+                assert!(detail.contains("consumer position"), "{detail}");
+                break;
+            }
+            other => panic!("consumer: expected Corrupted, got {other:?}"),
+        }
+    }
+    assert_eq!(got, 0, "the ring looked full to the producer");
+    assert!(t.elapsed() < WAIT / 2, "took {:?}", t.elapsed());
+    drop(rx);
+    let (r, at) = sender.join().unwrap();
+    assert!(
+        matches!(
+            r,
+            Err(SendError::Disconnected(())) | Err(SendError::Failed(..))
+        ),
+        "producer: {r:?}"
+    );
+    assert!(
+        at.duration_since(t) < WAIT / 2,
+        "producer took {:?}",
+        at.duration_since(t)
+    );
+}
+
 /// A queue a holder found corrupted holds nothing a later reader could
 /// trust: its last holder removes it even with messages in it (an intact
 /// one would be kept for a later receiver), and nobody can open it again.

@@ -300,24 +300,54 @@ fn run_group(
     collect(&mut kids, deadline)
 }
 
-/// The next line of every child, in order; the first failure (in time)
-/// is the error.
+/// How long, after a first child failed, the others may take to say why
+/// they failed too (the first to fail may be a consequence: a sender told
+/// its receiver is gone before the receiver's own error arrived).
+const FAILURE_GRACE: Duration = Duration::from_millis(300);
+
+/// Which of several failures names the cause: a child that died, then one
+/// that failed on its own, then one told its peer has gone.
+fn cause_rank(e: &str) -> u8 {
+    if e.contains("before giving its result") {
+        0
+    } else if e.contains("whose receiver is gone") {
+        2
+    } else {
+        1
+    }
+}
+
+/// The next line of every child, in order; if one fails, the failure that
+/// names the cause ([`cause_rank`]; the earliest among equals).
 fn collect(kids: &mut [Spawned], deadline: Instant) -> Result<Vec<String>, String> {
     let mut got: Vec<Option<String>> = vec![None; kids.len()];
+    let mut failed: Vec<String> = Vec::new();
+    let mut grace_until: Option<Instant> = None;
     while got.iter().any(Option::is_none) {
         let mut idle = true;
         for (k, slot) in kids.iter_mut().zip(got.iter_mut()) {
             if slot.is_some() {
                 continue;
             }
-            match k.try_line() {
-                Next::Line(l) => {
-                    *slot = Some(k.result(l)?);
-                    idle = false;
-                }
-                Next::Died(e) => return Err(e),
-                Next::Nothing => {}
-            }
+            let e = match k.try_line() {
+                Next::Line(l) => match k.result(l) {
+                    Ok(l) => {
+                        *slot = Some(l);
+                        idle = false;
+                        continue;
+                    }
+                    Err(e) => e,
+                },
+                Next::Died(e) => e,
+                Next::Nothing => continue,
+            };
+            *slot = Some(String::new());
+            failed.push(e);
+            grace_until.get_or_insert_with(|| Instant::now() + FAILURE_GRACE);
+            idle = false;
+        }
+        if grace_until.is_some_and(|g| Instant::now() >= g) {
+            break;
         }
         if idle {
             if Instant::now() >= deadline {
@@ -331,6 +361,9 @@ fn collect(kids: &mut [Spawned], deadline: Instant) -> Result<Vec<String>, Strin
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+    if let Some(e) = failed.into_iter().min_by_key(|e| cause_rank(e)) {
+        return Err(e);
     }
     Ok(got.into_iter().map(Option::unwrap).collect())
 }

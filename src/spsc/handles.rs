@@ -1087,6 +1087,12 @@ impl Consumer {
                     self.core
                         .refresh_tail(seg.region())
                         .map_err(|e| self.seg.named(e))?;
+                    // And a producer waiting for room we gave back (our
+                    // `head` moved back by a hostile writer) would wait
+                    // for ever too.
+                    self.core
+                        .check_released(seg.region())
+                        .map_err(|e| self.seg.named(e))?;
                 }
             }
         }

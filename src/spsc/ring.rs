@@ -572,6 +572,23 @@ impl ConsumerCore {
         Ok(())
     }
 
+    /// The shared `head` must read what this consumer last stored there
+    /// (nobody else writes it). A hostile writer that moved it back makes
+    /// the ring look full to a producer that then waits for room while we
+    /// wait for data, both alive, for ever: a waiting consumer calls this at
+    /// each peer check, and the mismatch is an error.
+    pub(crate) fn check_released(&self, r: &Region) -> Result<()> {
+        // ORDERING: Relaxed — our own last store; nobody else's is expected.
+        let head = word(r, self.lay.head)?.load(Ordering::Relaxed);
+        if head != self.released {
+            return Err(corrupted(format!(
+                "consumer position word reads {head}, but the consumer released {}",
+                self.released
+            )));
+        }
+        Ok(())
+    }
+
     /// Release once a quarter of the ring has been consumed since the last
     /// release (callers also release before they wait, and on drop).
     #[inline]
