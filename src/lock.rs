@@ -11,7 +11,13 @@
 //! The mutex's bytes are glibc's own state (including the robust-list links
 //! the kernel walks when a holder dies). A peer with write access to the
 //! segment can corrupt them like any other byte; unlike the rings' words,
-//! glibc cannot validate them. This is the one place where a hostile peer's
+//! glibc cannot validate them. What we can check we do: the kind word
+//! before every call into glibc (it asserts on kinds it did not make), and
+//! during a wait, slice by slice, the owner the word names (a thread that
+//! does not exist is a dead holder; a thread of a process other than the
+//! recorded holder, for [`STRAY_SLICES`] slices, is corruption), so no wait
+//! lasts for ever. What we cannot: the robust-list links, which glibc's
+//! unlock writes through. This is the one place where a hostile peer's
 //! bytes are interpreted by code that is not ours: see the crate's safety
 //! model. The segment header records the lock's ABI ([`LOCK_ABI`]) so a
 //! process built against another C library refuses the segment instead of

@@ -138,3 +138,105 @@ fn named_constructors_refuse_what_does_not_fit() {
     }
     assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
 }
+
+/// Durations from the whole range, weighted towards zero and the top
+/// (where `Instant + Duration` overflows).
+fn duration() -> impl Strategy<Value = std::time::Duration> {
+    use std::time::Duration;
+    prop_oneof![
+        (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+        Just(Duration::MAX),
+        Just(Duration::ZERO),
+        (0u64..2_000_000).prop_map(Duration::from_nanos),
+        (0u64..64).prop_map(|d| Duration::from_secs(u64::MAX - d)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// `Options::room_for(count, size)` for every kind it sizes, and
+    /// `spsc::ring_bytes_for`: a ring that holds `count` messages of
+    /// `size` bytes (all of them, when that is few enough to try), or
+    /// `InvalidArgument`.
+    #[test]
+    fn room_for_every_kind(count in size(), len in size()) {
+        use ringway::Options;
+        match spsc::ring_bytes_for(count, len) {
+            Ok(bytes) => {
+                let mut tx: spsc::Producer =
+                    Options::new().room_for(count, len).create_anonymous().unwrap();
+                prop_assert!(tx.capacity() >= bytes);
+                let mut rx = spsc::Consumer::from_fd(tx.segment_fd()).unwrap();
+                if count <= 64 && len <= 1 << 16 {
+                    let m = msg(len);
+                    for _ in 0..count {
+                        tx.try_send(&m).unwrap();
+                    }
+                    let mut buf = vec![0u8; len];
+                    for _ in 0..count {
+                        prop_assert_eq!(rx.try_recv(&mut buf).unwrap(), len);
+                    }
+                }
+            }
+            Err(e) => {
+                invalid("ring_bytes_for", Err::<(), _>(e))?;
+                invalid(
+                    "room_for (spsc)",
+                    Options::new().room_for(count, len).create_anonymous::<spsc::Producer>(),
+                )?;
+            }
+        }
+        match Options::new().room_for(count, len).create_anonymous::<Sender>() {
+            Ok(mut tx) => {
+                prop_assert!(tx.capacity() >= count.max(1));
+                prop_assert!(tx.max_message_len() >= len);
+                let m = msg(len.min(1 << 16));
+                tx.try_send(&m).unwrap();
+                let mut rx = Receiver::from_fd(tx.segment_fd()).unwrap();
+                prop_assert_eq!(rx.recv_vec().unwrap(), m);
+            }
+            r => invalid("room_for (mpmc)", r)?,
+        }
+        match Options::new().room_for(count, len).create_anonymous::<Pipe>() {
+            Ok(_) => prop_assert!(spsc::ring_bytes_for(count, len).is_ok()),
+            r => invalid("room_for (pipe)", r)?,
+        }
+        match Options::new().keys(count).create_anonymous::<CounterMap>() {
+            Ok(map) => prop_assert_eq!(map.add("k", 1).unwrap(), 1),
+            r => invalid("keys", r)?,
+        }
+    }
+
+    /// Every timeout argument over the whole `Duration` range: a bounded
+    /// call never panics on the deadline's arithmetic, whatever it is
+    /// (calls that return at once: data there, room there, the peer gone,
+    /// the lock free).
+    #[test]
+    fn timeouts_of_any_length(d in duration()) {
+        let (mut tx, mut rx) = spsc::channel(256).unwrap();
+        tx.send_timeout(&[1; 8], d).unwrap();
+        let mut buf = [0u8; 8];
+        prop_assert_eq!(rx.recv_timeout(&mut buf, d).unwrap(), 8);
+        drop(tx);
+        prop_assert!(matches!(rx.recv_timeout(&mut buf, d), Err(ringway::RecvError::Disconnected)));
+        let mut tx = Sender::create_anonymous(4, 8).unwrap();
+        let mut rx = Receiver::from_fd(tx.segment_fd()).unwrap();
+        tx.send_timeout(&[1; 8], d).unwrap();
+        prop_assert_eq!(rx.recv_timeout(&mut buf, d).unwrap(), 8);
+        drop(rx);
+        for _ in 0..4 {
+            let _ = tx.try_send(&[2; 8]);
+        }
+        prop_assert!(tx.send_timeout(&[3; 8], d).is_err());
+        let (mut a, mut b) = Pipe::pair(true, 256).unwrap();
+        a.send_bytes_timeout(&[4; 8], 0, None, d).unwrap();
+        prop_assert_eq!(b.recv_bytes_timeout(None, d).unwrap(), vec![4; 8]);
+        let map = CounterMap::create_anonymous(4).unwrap();
+        prop_assert!(map.lock_timeout(d).unwrap().is_some());
+        let name = format!("rw-sizes-missing-{}", std::process::id());
+        if d < std::time::Duration::from_millis(2) {
+            prop_assert!(ringway::Options::new().open_timeout(d).open::<Receiver>(&name).is_err());
+        }
+    }
+}
