@@ -16,7 +16,9 @@
 //! | 4 | `role` u32 (the kind's role code) |
 //! | 8 | `pid` u32 (display only) |
 //! | 16 | `attached_unix_ns` u64 (display only) |
-//! | 24 | `claim` u64 (reserved: in-flight claim of a multi-producer ring) |
+//! | 24 | `claim` u64 (mpmc: first claimed position + 1, 0 for none) |
+//! | 32 | `claim_len` u64 (mpmc: how many positions from there) |
+//! | 40 | `parked` u32 (mpmc: nonzero while the handle is between claims, waiting or polling: its claim record is history, not a slot being written) |
 
 use crate::error::{Error, Result};
 use crate::header::{PEERS_OFF, PEER_ENTRY};
@@ -176,6 +178,13 @@ pub(crate) fn claim_words(
         (Some(a), Some(b)) => Ok((a, b)),
         _ => Err(seg.corrupted(format!("peer slot {slot} out of bounds"))),
     }
+}
+
+/// The entry's `parked` word (see the layout above).
+pub(crate) fn parked_word(seg: &Segment, slot: u32) -> Result<&crate::sync::AtomicU32> {
+    seg.region()
+        .u32_at(entry_off(slot) + 40)
+        .ok_or_else(|| seg.corrupted(format!("peer slot {slot} out of bounds")))
 }
 
 fn set_claim(seg: &Segment, slot: u32, v: u64) -> Result<()> {

@@ -369,6 +369,42 @@ fn mpmc_waits_that_no_live_peer_explains_are_corruption_errors() {
     ));
 }
 
+/// A published slot whose sequence word a hostile writer moved back to
+/// "claimed, not yet published", in a full queue: the receivers wait for
+/// it, the senders for room. The sender that claimed it still records that
+/// claim, but it has finished with it: parked (waiting for room, or back
+/// from a poll with `Full`), its record explains nothing, and the receiver
+/// reports the corruption instead of waiting for ever (as `ringway chaos`
+/// found: two senders and two receivers, all asleep).
+#[test]
+fn mpmc_a_finished_claim_explains_no_wait() {
+    use ringway::mpmc::{Receiver, Sender};
+    use std::time::{Duration, Instant};
+    const WAIT: Duration = Duration::from_secs(10);
+    let name = unique_name("hostile-mpmc-stale-claim");
+    let _u = Unlink(name.clone());
+    let mut tx = Sender::create(&name, 4, 8).unwrap();
+    let mut rx = Receiver::open(&name).unwrap();
+    // One claim of all four slots, published; the queue is full.
+    assert_eq!(
+        tx.send_batch(&[&[1; 8], &[2; 8], &[3; 8], &[4; 8]])
+            .unwrap(),
+        4
+    );
+    assert!(matches!(tx.try_send(&[5; 8]), Err(SendError::Full(()))));
+    // Slot 0 (position 0) published (`seq` 1): moved back to 0.
+    poke(&name, SLOTS, 0);
+    let mut buf = [0u8; 8];
+    let t = Instant::now();
+    match rx.recv_timeout(&mut buf, WAIT) {
+        Err(RecvError::Failed(Error::Corrupted { detail, .. })) => {
+            assert!(detail.contains("no live peer holds it"), "{detail}")
+        }
+        other => panic!("expected Corrupted, got {other:?}"),
+    }
+    assert!(t.elapsed() < WAIT / 2, "took {:?}", t.elapsed());
+}
+
 /// A published frame whose header a hostile writer zeroed: with the
 /// producer alive and idle, the consumer would wait for it forever. After a
 /// peer-check slice it learns `tail` and reports the contradiction.

@@ -17,9 +17,10 @@
 //! - `leaked`: a segment or doorbell left in /dev/shm that its last holder
 //!   should have removed: a defect. A segment whose last holder was the
 //!   killed process cannot be removed by anyone (`killed-last`), and one
-//!   whose reader was killed keeps its unread messages for the next reader
-//!   (`kept`, the lifecycle's rule): `gc` must find both, and the round
-//!   removes them with it.
+//!   whose readers went (killed, or gone on bad data) keeps its unread
+//!   messages for the next reader (`kept`, the lifecycle's rule, unless a
+//!   holder found it corrupted): `gc` must find both, and the round removes
+//!   them with it.
 //!
 //! The children are `ringway __chaos-child KIND ROLE NAME N`.
 
@@ -105,14 +106,6 @@ impl Kind {
             Kind::Counters => 0,
             k => k.roles().len(),
         }
-    }
-
-    /// Whether killing `role` leaves messages nobody else will read.
-    fn is_reader(self, role: &str) -> bool {
-        matches!(
-            (self, role),
-            (Kind::Spsc, "rx") | (Kind::Mpmc, "rx0" | "rx1") | (Kind::Pipe, "a" | "b")
-        )
     }
 
     /// Messages (operations) per process in a round of a few hundred ms.
@@ -822,10 +815,18 @@ fn round(
     if path.exists() {
         let info = ringway::admin::inspect(name).ok();
         let collectable = info.as_ref().is_some_and(|i| i.garbage().is_some());
-        let killed_reader = victim.is_some_and(|(v, _)| kind.is_reader(kids[v].role));
+        // The kinds' keep rule: unread messages, in a segment nobody found
+        // corrupted, outlive their last holder for a reader yet to come
+        // (whichever way the readers went: killed, or gone on bad data).
+        let unread = info.as_ref().is_some_and(|i| {
+            i.field("poisoned") == Some(0)
+                && i.fields.iter().any(|(k, v)| {
+                    (k.ends_with("fill_slots") || k.ends_with("fill_bytes")) && *v > 0
+                })
+        });
         left = match victim {
             Some((_, true)) if collectable => Left::KilledLast,
-            _ if killed_reader && collectable => Left::Kept,
+            _ if unread && collectable => Left::Kept,
             _ => Left::Leaked,
         };
         let gc = ringway::admin::collect_prefixed(name, true).unwrap_or_default();

@@ -213,6 +213,9 @@ struct End {
     strategy: WaitStrategy,
     /// When a non-blocking call may check the peers again.
     peer_check_at: std::cell::Cell<Option<std::time::Instant>>,
+    /// Whether our entry's `parked` word is set (this process's mirror, so
+    /// the claim path clears it only when it was set).
+    parked: std::cell::Cell<bool>,
 }
 
 /// The mpmc keep rule: a queue that still holds messages outlives its last
@@ -247,6 +250,7 @@ impl End {
             creator,
             strategy: WaitStrategy::default(),
             peer_check_at: std::cell::Cell::new(None),
+            parked: std::cell::Cell::new(false),
         };
         // Our entry is ACTIVE (Release); the bump makes the join part of
         // the membership chain: a closer that looked before it fails its
@@ -302,11 +306,41 @@ impl End {
         self.end_if_unheld(true).map(|_| ())
     }
 
+    /// Our claim record, for a claim about to be made: from here on we may
+    /// hold a slot, so the entry is no longer parked.
     #[inline]
     fn claim(&self) -> ClaimRec<'_> {
+        if self.parked.get() {
+            self.set_parked(false);
+        }
         let (pos, len) =
             peer::claim_words(&self.seg, self.slot).expect("own slot validated at attach");
         ClaimRec { pos, len }
+    }
+
+    /// Say (in our entry) that we hold no slot until our next claim: we
+    /// wait, or return empty-handed to a poller. Our record of the last
+    /// claim then explains no other end's wait ([`live_claimer`]).
+    ///
+    /// [`live_claimer`]: Self::live_claimer
+    fn park(&self) {
+        if !self.parked.get() {
+            self.set_parked(true);
+        }
+    }
+
+    #[cold]
+    fn set_parked(&self, on: bool) {
+        if let Ok(w) = peer::parked_word(&self.seg, self.slot) {
+            // ORDERING: Release — set: after our last slot was published
+            // or freed, so a checker that acquires `parked` and then reads
+            // that slot's `seq` sees it finished. Cleared: before the claim
+            // record's stores and the Release CAS that publishes the claim,
+            // so whoever acquires the moved position sees the record and
+            // the cleared word together.
+            w.store(on as u32, Ordering::Release);
+        }
+        self.parked.set(on);
     }
 
     /// Whether any handle of `role` other than this one is attached (alive
@@ -324,9 +358,11 @@ impl End {
     }
 
     /// Whether a live handle of `role` other than `except` has `pos` in its
-    /// recorded claim. A live claimer's record is stable while it holds a
-    /// position (it records before claiming and changes it only for its
-    /// next claim), so this never misses one.
+    /// recorded claim and is not parked (a parked handle holds no slot: its
+    /// record is of a claim it has finished). A live claimer's record is
+    /// stable while it holds a position (it records before claiming and
+    /// changes it only for its next claim, after clearing `parked`), so this
+    /// never misses one.
     fn live_claimer(&self, role: u32, pos: u64, except: u32) -> Result<bool> {
         for s in 0..self.seg.header().peer_slots {
             if s == except || s == self.slot {
@@ -340,6 +376,8 @@ impl End {
             let (c, n) = (c.load(Ordering::Acquire), n.load(Ordering::Acquire));
             if c != 0
                 && (c - 1..(c - 1).saturating_add(n)).contains(&pos)
+                // ORDERING: Acquire — pairs with the Release in `set_parked`.
+                && peer::parked_word(&self.seg, s)?.load(Ordering::Acquire) == 0
                 && peer::liveness(&self.seg, s)? == Liveness::Alive
             {
                 return Ok(true);
@@ -808,6 +846,8 @@ impl Sender {
             if let Some(claimed) = ring::claim_send(r, lay, end.claim(), want).map_err(failed)? {
                 return Ok(claimed);
             }
+            // Full: we hold no slot until the next claim.
+            end.park();
             if matches!(until, Until::Now) {
                 // A poller must notice dead receivers (and recover the
                 // slots they held) too.
@@ -976,6 +1016,8 @@ impl Receiver {
             if let Some(claimed) = ring::claim_recv(r, lay, end.claim(), want).map_err(failed)? {
                 return Ok(claimed);
             }
+            // Empty: we hold no slot until the next claim.
+            end.park();
             if ring::closed_bits(r, lay) & SENDERS_GONE != 0 {
                 // Everything published before the close is visible now.
                 return match ring::claim_recv(r, lay, end.claim(), want).map_err(failed)? {
