@@ -168,6 +168,19 @@ pub(crate) fn child(argv: &[String]) -> ExitCode {
     }
 }
 
+/// Declared right after a child's handle, so it drops first: tells the
+/// parent (a `closing` line) that the handle is about to go. A process
+/// killed after every other one said so was the segment's last holder.
+struct Closing;
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "closing");
+        let _ = out.flush();
+    }
+}
+
 /// How a child's work ended early.
 enum End {
     PeerGone(String),
@@ -230,6 +243,7 @@ fn check(got: &[u8], seq: u64) -> Result<(), End> {
 
 fn spsc_tx(name: &str, n: u64) -> Result<(), End> {
     let mut tx: Producer = Open::new().capacity_bytes(4096).create(name)?;
+    let _closing = Closing;
     let mut buf = [0u8; 64];
     let mut seq = 0;
     while seq < n {
@@ -273,6 +287,7 @@ fn spsc_tx(name: &str, n: u64) -> Result<(), End> {
 
 fn spsc_rx(name: &str, n: u64) -> Result<(), End> {
     let mut rx: Consumer = Open::new().open_timeout(OPEN_TIMEOUT).open(name)?;
+    let _closing = Closing;
     let mut buf = [0u8; 64];
     let mut seq = 0;
     let ended = |seq: u64, e: RecvError| match e {
@@ -343,6 +358,7 @@ fn mpmc_child(name: &str, role: &str, n: u64) -> Result<(), End> {
         } else {
             open.open(name)?
         };
+        let _closing = Closing;
         let mut seq = 0;
         while seq < n {
             match seq % 3 {
@@ -365,6 +381,7 @@ fn mpmc_child(name: &str, role: &str, n: u64) -> Result<(), End> {
         return Ok(());
     }
     let mut rx: Receiver = open.open(name)?;
+    let _closing = Closing;
     // The last sequence number seen from each sender: they only grow.
     let mut last = [None::<u64>; 2];
     let mut take = |m: &[u8]| -> Result<(), End> {
@@ -408,6 +425,7 @@ fn mpmc_child(name: &str, role: &str, n: u64) -> Result<(), End> {
 
 fn pipe_a(name: &str, n: u64) -> Result<(), End> {
     let mut p: Pipe = Open::new().capacity_bytes(4096).create(name)?;
+    let _closing = Closing;
     let mut buf = [0u8; 64];
     let mut seq = 0;
     while seq < n {
@@ -438,6 +456,7 @@ fn pipe_a(name: &str, n: u64) -> Result<(), End> {
 
 fn pipe_b(name: &str) -> Result<(), End> {
     let mut p: Pipe = Open::new().open_timeout(OPEN_TIMEOUT).open(name)?;
+    let _closing = Closing;
     let mut buf = [0u8; 64];
     loop {
         match p.recv_bytes_into(&mut buf, 0) {
@@ -457,6 +476,7 @@ fn counters_child(name: &str, role: &str, n: u64) -> Result<(), End> {
     } else {
         Open::new().open_timeout(OPEN_TIMEOUT).open(name)?
     };
+    let _closing = Closing;
     for i in 0..n {
         if map.add("count", 1).is_err() {
             // c0 has not inserted it yet.
@@ -556,11 +576,14 @@ impl Rng {
     }
 }
 
+#[allow(clippy::disallowed_types)] // a process-local flag, not a protocol
 struct Kid {
     role: &'static str,
     child: Child,
     status: Option<ExitStatus>,
     stderr: std::sync::mpsc::Receiver<String>,
+    /// Set once it said it is closing its handle.
+    closing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for Kid {
@@ -572,14 +595,28 @@ impl Drop for Kid {
     }
 }
 
+#[allow(clippy::disallowed_types)] // a process-local flag, not a protocol
 fn spawn(kind: Kind, role: &'static str, name: &str, n: u64) -> Result<Kid, String> {
     let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
         .args(["__chaos-child", kind.label(), role, name, &n.to_string()])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("spawn: {e}"))?;
+    let out = child.stdout.take().unwrap();
+    let closing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = closing.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if l == "closing" {
+                // ORDERING: Relaxed — read after a sleep that lets this
+                // thread catch up; a flag, not a protocol.
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
     let mut err = child.stderr.take().unwrap();
     let (tx, stderr) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -592,6 +629,7 @@ fn spawn(kind: Kind, role: &'static str, name: &str, n: u64) -> Result<Kid, Stri
         child,
         status: None,
         stderr,
+        closing,
     })
 }
 
@@ -734,8 +772,20 @@ fn round(
                     }
                     if kids[i].child.kill().is_ok() {
                         kids[i].status = kids[i].child.wait().ok();
-                        what = format!("killed {}", kids[i].role);
-                        victim = Some((i, live.len() == 1));
+                        // The victim was the last holder if every other
+                        // one had already begun to close (its lines
+                        // written before it was stopped are read by now).
+                        std::thread::sleep(Duration::from_millis(20));
+                        let last = live.iter().filter(|&&j| j != i).all(|&j| {
+                            // ORDERING: Relaxed — see `spawn`.
+                            kids[j].closing.load(std::sync::atomic::Ordering::Relaxed)
+                        });
+                        what = format!(
+                            "killed {}{}",
+                            kids[i].role,
+                            if last { " (the last holder)" } else { "" }
+                        );
+                        victim = Some((i, last));
                         acted = true;
                     }
                     for &pid in &others {
