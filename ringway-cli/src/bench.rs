@@ -1248,7 +1248,7 @@ pub(crate) fn run(opts: &Options) -> Result<usize, String> {
     set_config(opts);
     // Whatever ends the run (a failed row, a panic, Ctrl-C), what it
     // created in /dev/shm goes.
-    cleanup::on_interrupt_clean_up();
+    cleanup::on_interrupt_clean_up("bench");
     let _guard = cleanup::Guard;
     let py_wanted = opts.row_wanted("python", "python");
     let py = py_wanted && have_python();

@@ -137,6 +137,7 @@ pub(crate) struct Options {
 
 /// Entry of `ringway __chaos-child KIND ROLE NAME N`.
 pub(crate) fn child(argv: &[String]) -> ExitCode {
+    crate::child::die_with_the_parent();
     let [kind, role, name, n] = argv else {
         eprintln!("usage: __chaos-child KIND ROLE NAME N");
         return ExitCode::from(exit::FAILED);
@@ -547,16 +548,27 @@ enum Left {
     Nothing,
     KilledLast,
     Kept,
+    /// Its header's state word no longer reads READY, and nobody holds it:
+    /// `gc` takes it once it is older than the grace for unpublished
+    /// segments (the round waits for that and checks).
+    Unpublished,
     Leaked,
 }
 
 impl Left {
-    const ALL: [Left; 4] = [Left::Nothing, Left::KilledLast, Left::Kept, Left::Leaked];
+    const ALL: [Left; 5] = [
+        Left::Nothing,
+        Left::KilledLast,
+        Left::Kept,
+        Left::Unpublished,
+        Left::Leaked,
+    ];
     fn label(self) -> &'static str {
         match self {
             Left::Nothing => "clean",
             Left::KilledLast => "killed-last",
             Left::Kept => "kept",
+            Left::Unpublished => "unpublished",
             Left::Leaked => "leaked",
         }
     }
@@ -729,7 +741,9 @@ fn round(
             id = std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()));
         }
         if !all_in && id.is_some() {
-            all_in = ringway::admin::inspect(name).is_ok_and(|i| i.alive() >= kind.attached());
+            // (Every one attached at some point: under load a fast one may
+            // finish and leave before the last one comes.)
+            all_in = ringway::admin::inspect(name).is_ok_and(|i| i.peers.len() >= kind.attached());
         }
         let mut running = 0;
         for k in &mut kids {
@@ -874,9 +888,18 @@ fn round(
                     (k.ends_with("fill_slots") || k.ends_with("fill_bytes")) && *v > 0
                 })
         });
+        let unpublished = info.as_ref().is_some_and(|i| {
+            i.state == ringway::admin::State::Initializing && !i.locked && i.alive() == 0
+        });
         left = match victim {
             Some((_, true)) if collectable => Left::KilledLast,
             _ if unread && collectable => Left::Kept,
+            _ if unpublished => {
+                // gc must take it once the grace has passed.
+                // (From now: the hostile write itself made the file newer.)
+                std::thread::sleep(ringway::admin::INIT_GRACE + Duration::from_millis(500));
+                Left::Unpublished
+            }
             _ => Left::Leaked,
         };
         let gc = ringway::admin::collect_prefixed(name, true).unwrap_or_default();
@@ -952,7 +975,9 @@ struct Tally {
 /// Run the rounds; exit 1 if any round hung, panicked, took a signal or
 /// leaked.
 pub(crate) fn run(o: &Options) -> ExitCode {
-    match run_inner(o) {
+    let res = run_inner(o);
+    crate::cleanup::wait_if_interrupted();
+    match res {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(exit::FAILED),
         Err(e) => {
@@ -963,12 +988,14 @@ pub(crate) fn run(o: &Options) -> ExitCode {
 }
 
 fn run_inner(o: &Options) -> Result<bool, String> {
+    crate::cleanup::on_interrupt_clean_up("chaos");
+    let _guard = crate::cleanup::Guard;
     let mut rng = Rng(o.seed | 1);
     let mut tallies: BTreeMap<(Kind, Action), Tally> = BTreeMap::new();
     let mut n = 0u64;
     let mut name = || {
         n += 1;
-        format!("rw-chaos-{}-{n}", std::process::id())
+        format!("{}{n}", crate::cleanup::prefix())
     };
     for &kind in &o.kinds {
         // An undisturbed round first: it must be ok, and it says how long

@@ -149,7 +149,7 @@ pub(crate) const PEERS: &[&str] = &["ipc-channel", "ipmpsc", "iceoryx2"];
 /// even where the shell started the whole tree with SIGINT ignored (a
 /// background job): left alone, a child of a `--messages 2000000000` run
 /// spins on for hours.
-fn die_with_the_parent() {
+pub(crate) fn die_with_the_parent() {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number, touches no
     // memory of this process.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };

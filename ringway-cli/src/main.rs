@@ -264,7 +264,9 @@ fn main() -> ExitCode {
                 quiet: b.quiet,
                 check: b.check,
             };
-            match bench::run(&opts) {
+            let res = bench::run(&opts);
+            cleanup::wait_if_interrupted();
+            match res {
                 Ok(0) => ExitCode::SUCCESS,
                 Ok(missed) => {
                     eprintln!("ringway bench --check: {missed} target(s) not met");

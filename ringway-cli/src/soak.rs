@@ -48,6 +48,7 @@ fn msg(id: u64, seq: u64) -> [u8; MSG] {
 
 /// Entry of `ringway __soak-child ROLE NAME ARG`.
 pub(crate) fn child(argv: &[String]) -> ExitCode {
+    crate::child::die_with_the_parent();
     let res = match argv {
         [role, name, arg] if role == "producer" => producer(name, arg),
         [role, name, arg] if role == "consumer" => consumer(name, arg),
@@ -160,7 +161,9 @@ impl Rng {
 }
 
 pub(crate) fn run(o: &Options) -> ExitCode {
-    match soak(o) {
+    let res = soak(o);
+    crate::cleanup::wait_if_interrupted();
+    match res {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(exit::FAILED),
         Err(e) => {
@@ -187,7 +190,9 @@ fn soak(o: &Options) -> Result<bool, String> {
             o.secs, o.kill_every_ms
         ));
     }
-    let name = format!("ringway-soak-{}", std::process::id());
+    crate::cleanup::on_interrupt_clean_up("soak");
+    let _guard = crate::cleanup::Guard;
+    let name = format!("{}queue", crate::cleanup::prefix());
     let dir = std::env::temp_dir().join(&name);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let books = CounterMap::create(&format!("{name}-books"), book_keys as usize)

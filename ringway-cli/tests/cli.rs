@@ -531,23 +531,40 @@ fn a_segment_removed_while_it_is_being_opened_is_not_opened() {
 /// own in /dev/shm.
 #[test]
 fn interrupted_bench_removes_its_segments() {
-    use std::os::unix::process::CommandExt;
-    let mut bench = Command::new(env!("CARGO_BIN_EXE_ringway"))
-        .args([
+    interrupted_command_removes_its_segments(
+        "bench",
+        &[
             "bench",
             "-q",
             "--only",
             "T64",
             "--rows",
             "ringway spsc, per message",
-        ])
-        .args(["--messages", "2000000000", "--no-pin"])
+            "--messages",
+            "2000000000",
+            "--no-pin",
+        ],
+    );
+}
+
+#[test]
+fn interrupted_chaos_and_soak_remove_their_segments() {
+    interrupted_command_removes_its_segments("chaos", &["chaos", "--rounds", "100000"]);
+    interrupted_command_removes_its_segments("soak", &["soak", "--secs", "600"]);
+}
+
+/// Ctrl-C (SIGINT to the process group) while `args` runs: it exits 130
+/// and leaves none of its `rw-<command>-<pid>-` segments behind.
+fn interrupted_command_removes_its_segments(command: &str, args: &[&str]) {
+    use std::os::unix::process::CommandExt;
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(args)
         .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let prefix = format!("rw-bench-{}-", bench.id());
+    let prefix = format!("rw-{command}-{}-", bench.id());
     let own = || -> Vec<String> {
         std::fs::read_dir("/dev/shm")
             .unwrap()
@@ -560,9 +577,9 @@ fn interrupted_bench_removes_its_segments() {
     while own().is_empty() {
         assert!(
             Instant::now() < deadline,
-            "the bench never created a segment"
+            "{command} never created a segment"
         );
-        assert!(bench.try_wait().unwrap().is_none(), "the bench ended early");
+        assert!(bench.try_wait().unwrap().is_none(), "{command} ended early");
         std::thread::sleep(Duration::from_millis(5));
     }
     // SAFETY: SIGINT to the bench's own process group (its children too).
@@ -574,7 +591,7 @@ fn interrupted_bench_removes_its_segments() {
         }
         if Instant::now() > deadline {
             let _ = bench.kill();
-            panic!("the bench did not exit after SIGINT");
+            panic!("{command} did not exit after SIGINT");
         }
         std::thread::sleep(Duration::from_millis(10));
     };
