@@ -22,7 +22,7 @@
 
 use std::cell::UnsafeCell;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Once;
 
 /// The lock descriptors of this process's live handles, behind a spin
@@ -42,6 +42,29 @@ static REGISTRY: Registry = Registry {
     fds: UnsafeCell::new(Vec::new()),
 };
 static INSTALL: Once = Once::new();
+
+/// This process's pid, once asked (0: not yet, or a fork since): glibc no
+/// longer caches it, and `getpid` is a system call the lock's fast path
+/// should not make.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+/// This process's pid, without a system call after the first (a forked
+/// child asks again: its `child` handler clears the cache, and the handlers
+/// are installed before any handle exists).
+#[inline]
+pub(crate) fn current_pid() -> u32 {
+    // ORDERING: Relaxed — a process-local cache of a value every thread
+    // computes the same.
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            let pid = std::process::id();
+            // ORDERING: Relaxed — as above.
+            PID.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
+}
 
 fn lock() {
     // ORDERING: Acquire pairs with `unlock`'s Release: the list as the
@@ -97,6 +120,8 @@ extern "C" fn parent() {
 }
 
 extern "C" fn child() {
+    // ORDERING: Relaxed — one thread here; the next `current_pid` asks.
+    PID.store(0, Ordering::Relaxed);
     // Only async-signal-safe calls here: open, dup3, close.
     // SAFETY: a NUL-terminated literal path; the flags are valid.
     let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };

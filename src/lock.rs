@@ -181,7 +181,7 @@ impl RawLock {
         if let Some(h) = holder {
             // ORDERING: Relaxed — the mutex orders it for the next holder;
             // waiters only compare it across slices.
-            h.store(std::process::id(), Ordering::Relaxed);
+            h.store(crate::fork::current_pid(), Ordering::Relaxed);
         }
         Ok(Some(LockGuard {
             m,
