@@ -210,13 +210,14 @@ pub(crate) fn state(seg: &Segment, slot: u32) -> Result<u32> {
 }
 
 /// If the owner of `slot` is dead, lock the slot, run `recover` (which
-/// settles the dead owner's claim), mark it DEAD (reusable, and reported as
-/// a death), and return `true`. `false` if it is alive, free, closed or
-/// reaped already.
+/// settles the dead owner's claim, and says whether it could), and once
+/// settled mark it DEAD (reusable, and reported as a death) and return
+/// `true`. `false` if it is alive, free, closed, reaped already, or not
+/// settled yet (it stays ACTIVE for the next check).
 pub(crate) fn reap(
     seg: &Segment,
     slot: u32,
-    recover: &mut dyn FnMut(u32) -> Result<()>,
+    recover: &mut dyn FnMut(u32) -> Result<bool>,
 ) -> Result<bool> {
     let state = slot_state(seg, slot)?;
     // ORDERING: Acquire — as in `liveness`.
@@ -241,11 +242,15 @@ pub(crate) fn reap(
     // ORDERING: Acquire — re-read under the lock: a clean detach stores
     // CLOSED before it unlocks.
     let res = if state.load(Ordering::Acquire) == ACTIVE {
-        recover(slot).map(|()| {
-            // ORDERING: Release — the claim is settled before the slot is
-            // seen reusable; pairs with the Acquire in `attach_any`.
-            state.store(DEAD, Ordering::Release);
-            true
+        // Unsettled (a position it may hold was also covered by a live
+        // claimer's record, perhaps only for an instant): it stays ACTIVE,
+        // its record intact and its slot not reusable, for the next check.
+        recover(slot).inspect(|&settled| {
+            if settled {
+                // ORDERING: Release — the claim is settled before the slot
+                // is seen reusable; pairs with the Acquire in `attach_any`.
+                state.store(DEAD, Ordering::Release);
+            }
         })
     } else {
         Ok(false)

@@ -104,11 +104,35 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
+/// The model: the messages in flight, until the first hostile write.
+type Model = Option<VecDeque<Vec<u8>>>;
+
+/// A send's result, checked against the model while there is one.
+fn sent(r: Result<(), SendError<()>>, msg: Vec<u8>, model: &mut Model) {
+    match (r, model) {
+        (Ok(()), Some(m)) => m.push_back(msg),
+        (Err(SendError::Full(()) | SendError::Timeout(())), _) | (_, None) => {}
+        (Err(e), Some(_)) => panic!("send: {e}"),
+    }
+}
+
+/// A receive's result (into `buf`), checked against the model while there
+/// is one, and in bounds always.
+fn received(r: Result<usize, RecvError>, buf: &[u8], max: usize, model: &mut Model) {
+    match (r, model) {
+        (Ok(n), Some(m)) => assert_eq!(Some(&buf[..n]), m.pop_front().as_deref()),
+        (Ok(n), None) => assert!(n <= max),
+        (Err(RecvError::Empty | RecvError::Timeout), Some(m)) => assert!(m.is_empty()),
+        (Err(e), Some(_)) => panic!("recv: {e}"),
+        (Err(_), None) => {}
+    }
+}
+
 fn spsc(sel: u8, mut ops: Ops<'_>) {
     let (mut tx, mut rx) = ringway::spsc::channel(64 << (sel % 3)).unwrap();
     let w = Writer::new(tx.segment_fd());
     let max = tx.max_message_len();
-    let mut model: Option<VecDeque<Vec<u8>>> = Some(VecDeque::new());
+    let mut model: Model = Some(VecDeque::new());
     let mut buf = vec![0u8; max];
     let mut i = 0u8;
     while let Some(op) = ops.byte() {
@@ -123,11 +147,7 @@ fn spsc(sel: u8, mut ops: Ops<'_>) {
             }
             1 | 2 => {
                 let r = if op & 7 == 1 { tx.try_send(&msg) } else { tx.send_timeout(&msg, WAIT) };
-                match (r, &mut model) {
-                    (Ok(()), Some(m)) => m.push_back(msg),
-                    (Err(SendError::Full(()) | SendError::Timeout(())), _) | (_, None) => {}
-                    (Err(e), Some(_)) => panic!("send: {e}"),
-                }
+                sent(r, msg, &mut model);
             }
             3 => {
                 let mut b = tx.batch();
@@ -147,13 +167,7 @@ fn spsc(sel: u8, mut ops: Ops<'_>) {
             }
             4 | 5 => {
                 let r = if op & 7 == 4 { rx.try_recv(&mut buf) } else { rx.recv_timeout(&mut buf, WAIT) };
-                match (r, &mut model) {
-                    (Ok(n), Some(m)) => assert_eq!(Some(&buf[..n]), m.pop_front().as_deref()),
-                    (Ok(n), None) => assert!(n <= max),
-                    (Err(RecvError::Empty | RecvError::Timeout), Some(m)) => assert!(m.is_empty()),
-                    (Err(e), Some(_)) => panic!("recv: {e}"),
-                    (Err(_), None) => {}
-                }
+                received(r, &buf, max, &mut model);
             }
             6 => match (rx.try_read(), &mut model) {
                 (Ok(g), Some(m)) => assert_eq!(Some(&g[..]), m.pop_front().as_deref()),
@@ -188,7 +202,7 @@ fn mpmc(sel: u8, mut ops: Ops<'_>) {
     let mut rx = Receiver::from_fd(tx.segment_fd()).unwrap();
     let w = Writer::new(tx.segment_fd());
     let max = tx.max_message_len();
-    let mut model: Option<VecDeque<Vec<u8>>> = Some(VecDeque::new());
+    let mut model: Model = Some(VecDeque::new());
     let mut buf = vec![0u8; max];
     let mut i = 0u8;
     while let Some(op) = ops.byte() {
@@ -203,11 +217,7 @@ fn mpmc(sel: u8, mut ops: Ops<'_>) {
             }
             1 | 2 => {
                 let r = if op & 7 == 1 { tx.try_send(&msg) } else { tx.send_timeout(&msg, WAIT) };
-                match (r, &mut model) {
-                    (Ok(()), Some(m)) => m.push_back(msg),
-                    (Err(SendError::Full(()) | SendError::Timeout(())), _) | (_, None) => {}
-                    (Err(e), Some(_)) => panic!("send: {e}"),
-                }
+                sent(r, msg, &mut model);
             }
             3 => {
                 let batch: Vec<&[u8]> = (0..=(op >> 3) % 4).map(|_| &msg[..]).collect();
@@ -220,13 +230,7 @@ fn mpmc(sel: u8, mut ops: Ops<'_>) {
             }
             4 | 5 => {
                 let r = if op & 7 == 4 { rx.try_recv(&mut buf) } else { rx.recv_timeout(&mut buf, WAIT) };
-                match (r, &mut model) {
-                    (Ok(n), Some(m)) => assert_eq!(Some(&buf[..n]), m.pop_front().as_deref()),
-                    (Ok(n), None) => assert!(n <= max),
-                    (Err(RecvError::Empty | RecvError::Timeout), Some(m)) => assert!(m.is_empty()),
-                    (Err(e), Some(_)) => panic!("recv: {e}"),
-                    (Err(_), None) => {}
-                }
+                received(r, &buf, max, &mut model);
             }
             6 => match (tx.try_claim(len), &mut model) {
                 (Ok(mut g), Some(m)) => {

@@ -216,6 +216,9 @@ struct End {
     /// Whether our entry's `parked` word is set (this process's mirror, so
     /// the claim path clears it only when it was set).
     parked: std::cell::Cell<bool>,
+    /// What the last peer check found unexplained (position, its `seq`,
+    /// `enq`, `deq`): the same found again at the next check is an error.
+    suspect: std::cell::Cell<Option<(u64, u64, u64, u64)>>,
 }
 
 /// The mpmc keep rule: a queue that still holds messages outlives its last
@@ -251,6 +254,7 @@ impl End {
             strategy: WaitStrategy::default(),
             peer_check_at: std::cell::Cell::new(None),
             parked: std::cell::Cell::new(false),
+            suspect: std::cell::Cell::new(None),
         };
         // Our entry is ACTIVE (Release); the bump makes the join part of
         // the membership chain: a closer that looked before it fails its
@@ -396,7 +400,14 @@ impl End {
                 continue;
             }
             let role = peer::role(&self.seg, s);
-            let mut recover = |s: u32| -> Result<()> {
+            // Whether every position of the dead peer's record is settled:
+            // recovered, or moved past what a dead holder leaves. A
+            // position also in a live claimer's record is left alone, but
+            // while its slot still looks held the dead peer is not reaped:
+            // that record may be only an instant's (recorded, its CAS lost
+            // to the dead one, about to record again), and the next check
+            // looks again instead of forgetting the slot.
+            let mut recover = |s: u32| -> Result<bool> {
                 if s == CREATOR_SLOT {
                     // Slot 0 is the creator's until it let go (which
                     // clears the bit first): its death lets go too.
@@ -407,11 +418,19 @@ impl End {
                 // claim CAS.
                 let (c, n) = (c.load(Ordering::Acquire), n.load(Ordering::Acquire));
                 if c == 0 {
-                    return Ok(());
+                    return Ok(true);
                 }
+                let mut settled = true;
                 // A record can only cover a capacity's worth of positions.
                 for pos in (0..n.min(self.lay.cap)).map(|i| (c - 1).wrapping_add(i)) {
                     if self.live_claimer(role, pos, s)? {
+                        let seq = ring::seq(r, &self.lay, pos)? & !ring::SKIPPED;
+                        let held = if role == ROLE_SENDER {
+                            seq == pos
+                        } else {
+                            seq == pos.wrapping_add(1)
+                        };
+                        settled &= !held;
                         continue;
                     }
                     if role == ROLE_SENDER {
@@ -420,7 +439,7 @@ impl End {
                         ring::free_unreleased(r, &self.lay, pos).map_err(|e| self.seg.named(e))?;
                     }
                 }
-                Ok(())
+                Ok(settled)
             };
             if peer::reap(&self.seg, s, &mut recover)? {
                 if let Some(w) = r.u32_at(crate::header::REAPED_OFF) {
@@ -448,6 +467,8 @@ impl End {
     fn check_stuck(&self) -> Result<()> {
         let r = self.seg.region();
         let lay = &self.lay;
+        // What the last check found unexplained; cleared unless found again.
+        let prev = self.suspect.take();
         let (enq, deq) = ring::positions(r, lay)?;
         if deq > enq || enq - deq > lay.cap {
             return Err(self.seg.named(crate::error::corrupt(format!(
@@ -471,7 +492,11 @@ impl End {
             return Ok(());
         }
         let after = ring::seq(r, lay, pos)?;
-        if after != before {
+        // Anything that moved while we looked is progress: the positions
+        // and the sequence are read at different instants, so a slot a
+        // sender has just claimed and published can read "ahead" of an
+        // enqueue position read a moment before.
+        if after != before || ring::positions(r, lay)? != (enq, deq) {
             return Ok(());
         }
         // Not stuck after all if the slot is ready for us now.
@@ -481,6 +506,13 @@ impl End {
             after & !ring::SKIPPED == enq
         };
         if ready {
+            return Ok(());
+        }
+        // Unexplained twice in a row, a peer check apart, with nothing
+        // moved in between: not a race of our reads, corruption.
+        let seen = (pos, after, enq, deq);
+        self.suspect.set(Some(seen));
+        if prev != Some(seen) {
             return Ok(());
         }
         Err(self.seg.named(crate::error::corrupt(format!(
