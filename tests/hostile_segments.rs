@@ -530,3 +530,39 @@ fn a_segment_found_corrupted_is_not_kept_nor_reopened() {
         "a poisoned queue is removed by its last holder"
     );
 }
+
+/// Old frames of the last lap stay in the ring; a hostile header where the
+/// producer left "not yet" makes them look new. A batch (which releases
+/// only at its end) read them lap after lap for ever (found by the
+/// `live_hostile` fuzz target); now nothing is read a capacity or more past
+/// the last release: an error within one lap.
+#[test]
+fn spsc_batch_over_a_hostile_header_ends_within_a_lap() {
+    let name = unique_name("hostile-spsc-laps");
+    let _u = Unlink(name.clone());
+    let mut rx = Consumer::create(&name, 64).unwrap();
+    let mut tx = Producer::open(&name).unwrap();
+    let mut buf = [0u8; 8];
+    // One lap of 16-byte frames through the ring, all read and released.
+    for i in 0..4u8 {
+        tx.send(&[i; 8]).unwrap();
+        rx.recv(&mut buf).unwrap();
+    }
+    assert!(matches!(rx.try_recv(&mut buf), Err(RecvError::Empty)));
+    // Position 64 (index 0) reads "not yet": make it a data frame.
+    poke(&name, DATA, 1 << 32 | 8);
+    let mut batch = rx.read_batch();
+    let mut n = 0;
+    let end = loop {
+        match batch.next() {
+            Ok(Some(_)) => n += 1,
+            other => break other.map(|m| m.map(<[u8]>::len)),
+        }
+        assert!(n < 1000, "a batch read {n} frames of a 64-byte ring");
+    };
+    assert!(
+        matches!(end, Err(Error::Corrupted { .. })),
+        "{end:?} after {n}"
+    );
+    assert!(n <= 4, "{n} frames read before the error");
+}

@@ -514,6 +514,16 @@ impl ConsumerCore {
                 }
                 return Ok(None);
             }
+            // The producer writes only within `cap` bytes of the `head` it
+            // last read, which is at most what we last released: a frame
+            // further on is an old lap's, seen through a hostile header
+            // (and a batch that does not release would read on for ever).
+            if self.head.wrapping_sub(self.released) >= cap {
+                return Err(corrupted(format!(
+                    "frame at position {} lies a capacity or more past the released position {}",
+                    self.head, self.released
+                )));
+            }
             if !known && first && self.head - self.tail_cache >= REFRESH_BYTES {
                 self.refresh_tail(r)?;
                 self.prefetch(r);
