@@ -193,6 +193,9 @@ fn set_claim(seg: &Segment, slot: u32, v: u64) -> Result<()> {
     pos.store(v, Ordering::Relaxed);
     // ORDERING: Relaxed — as above.
     len.store(0, Ordering::Relaxed);
+    // A reused entry may still say its last owner was parked; ours is not.
+    // ORDERING: Relaxed — as above.
+    parked_word(seg, slot)?.store(0, Ordering::Relaxed);
     Ok(())
 }
 

@@ -566,3 +566,37 @@ fn spsc_batch_over_a_hostile_header_ends_within_a_lap() {
     );
     assert!(n <= 4, "{n} frames read before the error");
 }
+
+/// A peer entry reused by a new handle starts unparked: a sender that
+/// parked (a poll came back Full) and left, then a new sender in its entry
+/// holding a claim it is writing. The receiver's wait is explained by that
+/// claim (it times out); read as the old owner's "parked", it was called
+/// corruption.
+#[test]
+fn mpmc_a_reused_peer_entry_is_not_parked() {
+    use ringway::mpmc::{Receiver, Sender};
+    use std::time::Duration;
+    let name = unique_name("mpmc-reused-entry");
+    let _u = Unlink(name.clone());
+    let _creator = Sender::create(&name, 4, 8).unwrap();
+    let mut rx = Receiver::open(&name).unwrap();
+    let mut buf = [0u8; 8];
+    for round in 0..3 {
+        let mut s = Sender::open(&name).unwrap();
+        while s.try_send(&[round; 8]).is_ok() {}
+        for _ in 0..4 {
+            rx.recv(&mut buf).unwrap();
+        }
+        drop(s); // its entry is CLOSED, its `parked` word set
+    }
+    let mut s = Sender::open(&name).unwrap();
+    let mut g = s.claim(8).unwrap();
+    match rx.recv_timeout(&mut buf, Duration::from_millis(500)) {
+        Err(RecvError::Timeout) => {}
+        other => panic!("a claim being written: expected Timeout, got {other:?}"),
+    }
+    g.copy_from_slice(&[9; 8]);
+    g.commit().unwrap();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 8);
+    assert_eq!(buf, [9; 8]);
+}
