@@ -861,17 +861,16 @@ fn round(
             (_, Some(libc::SIGKILL)) if killed || hung => Outcome::Ok,
             _ => Outcome::Signal,
         };
+        // The worst outcome names the round, and its first process says why.
         if this > outcome || (this == outcome && detail.is_none() && this != Outcome::Ok) {
-            if this.is_defect() || detail.is_none() || this > outcome {
-                detail = Some(if first.is_empty() {
-                    format!("{}: {st}; {what}", k.role)
-                } else if this.is_defect() {
-                    format!("{first} ({st}); {what}")
-                } else {
-                    first
-                });
-            }
-            outcome = outcome.max(this);
+            detail = Some(if first.is_empty() {
+                format!("{}: {st}; {what}", k.role)
+            } else if this.is_defect() {
+                format!("{first} ({st}); {what}")
+            } else {
+                first
+            });
+            outcome = this;
         }
     }
     // What is left in /dev/shm.
